@@ -1,0 +1,151 @@
+"""Float64 NumPy references of LAMB, LARS and LANS, written from SPEC.md's formulas.
+
+Each reference keeps its own state and takes one step at a time, so tests can compare every
+step. Nothing here imports tf_lamb: the formulas are written out again on purpose.
+"""
+
+import numpy as np
+
+
+def norm(x):
+    return float(np.sqrt(np.sum(np.square(x, dtype=np.float64))))
+
+
+def ratio(w_norm, u_norm, eta=1.0, bounds=(0.0, None), cap=None, offset=0.0):
+    """eta * phi(||w||) / (||u|| + offset); 1 where ||w|| == 0 or ||u|| == 0."""
+    if w_norm == 0.0 or u_norm == 0.0:
+        r = 1.0
+    else:
+        lower, upper = bounds
+        phi = max(w_norm, lower)
+        if upper is not None:
+            phi = min(phi, upper)
+        r = eta * phi / (u_norm + offset)
+    return min(r, cap) if cap is not None else r
+
+
+class Reference:
+    """Common state: float64 copies of the weights and per-layer settings."""
+
+    def __init__(self, weights, lr, wd=0.0, decays=None, adapts=None, bounds=(0.0, None), cap=None):
+        self.w = [np.array(w, np.float64) for w in weights]
+        self.lr, self.wd, self.bounds, self.cap = lr, wd, bounds, cap
+        n = len(self.w)
+        self.decays = decays if decays is not None else [True] * n
+        self.adapts = adapts if adapts is not None else [True] * n
+        self.t = 0
+
+    def rate(self, i):
+        return self.wd if self.decays[i] else 0.0
+
+    def lr_at(self, t):
+        return self.lr(t) if callable(self.lr) else self.lr
+
+    def layerwise(self, i, directions, lr, mode="inside"):
+        """w <- w - lr * sum c * ratio * (u [+ wd w]); decoupled decays w first."""
+        w = self.w[i]
+        wd = self.rate(i)
+        base = w * (1.0 - lr * wd) if mode == "decoupled" else w
+        step = np.zeros_like(w)
+        for c, u in directions:
+            if mode == "inside":
+                u = u + wd * w
+            r = ratio(norm(base), norm(u), 1.0, self.bounds, self.cap) if self.adapts[i] else 1.0
+            step += c * r * u
+        self.w[i] = base - lr * step
+
+
+class LAMBReference(Reference):
+    def __init__(self, weights, lr, beta_1=0.9, beta_2=0.999, eps=1e-6, mode="inside",
+                 bias_correction=True, nesterov=None, **kw):
+        super().__init__(weights, lr, **kw)
+        self.b1, self.b2, self.eps, self.mode = beta_1, beta_2, eps, mode
+        self.bc, self.nesterov = bias_correction, nesterov
+        self.m = [np.zeros_like(w) for w in self.w]
+        self.v = [np.zeros_like(w) for w in self.w]
+
+    def step(self, grads):
+        lr = self.lr_at(self.t)
+        self.t += 1
+        t, b1, b2 = self.t, self.b1, self.b2
+        for i, g in enumerate(grads):
+            g = np.array(g, np.float64)
+            if self.mode == "l2":
+                g = g + self.rate(i) * self.w[i]
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            m, v = self.m[i], self.v[i]
+            if self.nesterov and self.bc:
+                m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
+            elif self.nesterov:
+                m_hat = b1 * m + (1 - b1) * g
+            else:
+                m_hat = m / (1 - b1**t) if self.bc else m
+            if self.nesterov == "nn-lamb" and self.bc:
+                v_hat = b2 * v / (1 - b2 ** (t + 1)) + (1 - b2) * g * g / (1 - b2**t)
+            elif self.nesterov == "nn-lamb":
+                v_hat = b2 * v + (1 - b2) * g * g
+            else:
+                v_hat = v / (1 - b2**t) if self.bc else v
+            u = m_hat / (np.sqrt(v_hat) + self.eps)
+            self.layerwise(i, [(1.0, u)], lr, self.mode)
+
+
+class LARSReference(Reference):
+    def __init__(self, weights, lr, momentum=0.9, eta=None, eps=0.0, nesterov=False,
+                 form="classic", **kw):
+        super().__init__(weights, lr, **kw)
+        self.mu, self.eps, self.nesterov, self.form = momentum, eps, nesterov, form
+        self.eta = eta if eta is not None else (0.001 if form == "classic" else 1.0)
+        self.buf = [np.zeros_like(w) for w in self.w]
+
+    def step(self, grads):
+        lr = self.lr_at(self.t)
+        self.t += 1
+        for i, g in enumerate(grads):
+            g = np.array(g, np.float64)
+            w, wd = self.w[i], self.rate(i)
+            gd = g + wd * w
+            if self.form == "paper":
+                self.buf[i] = self.mu * self.buf[i] + (1 - self.mu) * gd
+                u = self.mu * self.buf[i] + (1 - self.mu) * gd if self.nesterov else self.buf[i]
+                r = ratio(norm(w), norm(u), self.eta, self.bounds, self.cap) if self.adapts[i] else 1.0
+                self.w[i] = w - lr * r * u
+                continue
+            trust = 1.0
+            if self.adapts[i]:
+                trust = ratio(norm(w), norm(g), self.eta, self.bounds, self.cap,
+                              offset=wd * norm(w) + self.eps)
+            local = lr * trust
+            self.buf[i] = self.mu * self.buf[i] + local * gd
+            if self.nesterov:
+                self.w[i] = w - (self.mu * self.buf[i] + local * gd)
+            else:
+                self.w[i] = w - self.buf[i]
+
+
+class LANSReference(Reference):
+    def __init__(self, weights, lr, beta_1=0.9, beta_2=0.999, eps=1e-6, mode="inside",
+                 normalize_grad=True, bias_correction=True, **kw):
+        super().__init__(weights, lr, **kw)
+        self.b1, self.b2, self.eps, self.mode = beta_1, beta_2, eps, mode
+        self.normalize, self.bc = normalize_grad, bias_correction
+        self.m = [np.zeros_like(w) for w in self.w]
+        self.v = [np.zeros_like(w) for w in self.w]
+
+    def step(self, grads):
+        lr = self.lr_at(self.t)
+        self.t += 1
+        t, b1, b2 = self.t, self.b1, self.b2
+        for i, g in enumerate(grads):
+            g = np.array(g, np.float64)
+            if self.mode == "l2":
+                g = g + self.rate(i) * self.w[i]
+            if self.normalize:
+                g = g / (norm(g) + self.eps)
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            m_hat = self.m[i] / (1 - b1**t) if self.bc else self.m[i]
+            v_hat = self.v[i] / (1 - b2**t) if self.bc else self.v[i]
+            d = np.sqrt(v_hat) + self.eps
+            self.layerwise(i, [(b1, m_hat / d), (1 - b1, g / d)], lr, self.mode)

@@ -1,0 +1,138 @@
+"""LANS: LAMB with per-layer gradient normalization and Nesterov momentum (Zheng et al. 2020)."""
+
+import math
+
+import keras
+from keras import ops
+
+from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers.lamb import moment_estimate
+
+
+@keras.saving.register_keras_serializable(package="tf_lamb")
+class LANS(layerwise.LayerwiseOptimizer):
+    """LAMB with a normalized gradient and a Nesterov-style two-term update.
+
+    For each layer ``w`` with gradient ``g`` at step ``t = iterations + 1``:
+
+        g = g / (||g|| + epsilon)                        (normalize_grad=True)
+        m = beta_1 * m + (1 - beta_1) * g;  v = beta_2 * v + (1 - beta_2) * g**2
+        d = sqrt(v / (1 - beta_2**t)) + epsilon
+        r = m / (1 - beta_1**t) / d + wd * w;  c = g / d + wd * w
+        w = w - lr * (beta_1 * phi(||w||) / ||r|| * r + (1 - beta_1) * phi(||w||) / ||c|| * c)
+
+    Both terms are taken at the same ``w``, as in the authors' fused kernel (MXNet's Python
+    version updates ``w`` between them). Pair it with
+    :class:`tf_lamb.schedules.WarmupConstantDecay`, the paper's schedule.
+
+    Args:
+        learning_rate: float >= 0, a ``LearningRateSchedule`` or a callable. Defaults to 1e-3.
+        beta_1: float in [0, 1). Defaults to 0.9.
+        beta_2: float in [0, 1). Defaults to 0.999.
+        epsilon: float > 0, in the gradient normalization and added to ``sqrt(v_hat)``.
+            Defaults to 1e-6.
+        weight_decay: float >= 0. Defaults to 0.01 (the authors' kernel).
+        normalize_grad: bool, divide each layer's gradient by its norm. Defaults to True.
+        weight_decay_mode: ``"inside"`` (default; both terms), ``"decoupled"`` or ``"l2"``, as
+            in :class:`tf_lamb.LAMB`.
+        bias_correction: bool. Defaults to True.
+        exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
+        max_trust_ratio: as in :class:`tf_lamb.LAMB`.
+        **kwargs: ``keras.optimizers.Optimizer`` arguments.
+
+    Slots: ``m`` and ``v``, each of the variable's shape and dtype.
+
+    Raises:
+        ValueError: an argument is outside its range; the message names it.
+
+    References:
+        - Zheng et al., "Accelerated Large Batch Optimization of BERT Pretraining in 54
+          minutes" (arXiv 2006.13484).
+        - The authors' kernel: NVIDIA/apex PR #1362 (``multi_tensor_lans.cu``) and
+          dmlc/gluon-nlp ``fused_lans.py``.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-6,
+        weight_decay=0.01,
+        normalize_grad=True,
+        weight_decay_mode="inside",
+        bias_correction=True,
+        exclude_from_weight_decay=None,
+        exclude_from_layer_adaptation=None,
+        weight_norm_bounds=(0.0, None),
+        max_trust_ratio=None,
+        name="lans",
+        **kwargs,
+    ):
+        super().__init__(
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            exclude_from_weight_decay=exclude_from_weight_decay,
+            exclude_from_layer_adaptation=exclude_from_layer_adaptation,
+            weight_norm_bounds=weight_norm_bounds,
+            max_trust_ratio=max_trust_ratio,
+            name=name,
+            **kwargs,
+        )
+        layerwise.check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
+        layerwise.check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
+        layerwise.check_range("epsilon", epsilon, 0.0, math.inf, low_open=True)
+        layerwise.check_choice(
+            "weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES
+        )
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.normalize_grad = bool(normalize_grad)
+        self.weight_decay_mode = weight_decay_mode
+        self.bias_correction = bool(bias_correction)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            var_list, ["m", "v"]
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        g = ops.convert_to_tensor(gradient, dtype)
+        if self.weight_decay_mode == "l2":
+            g = self._decay_in_gradient(g, variable, index)
+        if self.normalize_grad:
+            g = g / (ops.cast(layerwise.l2_norm(g), dtype) + self.epsilon)
+        m = self._momentums[index]
+        v = self._velocities[index]
+        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
+        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+        t = ops.cast(self.iterations + 1, dtype)
+        m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, False)
+        v_hat = moment_estimate(v, None, self.beta_2, t, self.bias_correction, False)
+        denominator = ops.sqrt(v_hat) + self.epsilon
+        directions = [
+            (self.beta_1, m_hat / denominator),
+            (1.0 - self.beta_1, g / denominator),
+        ]
+        self._apply_layerwise(variable, index, lr, directions, mode=self.weight_decay_mode)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+                "normalize_grad": self.normalize_grad,
+                "weight_decay_mode": self.weight_decay_mode,
+                "bias_correction": self.bias_correction,
+            }
+        )
+        return config
