@@ -118,7 +118,7 @@ class LAMB(layerwise.LayerwiseOptimizer):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
-        g = ops.convert_to_tensor(gradient, dtype)
+        g = layerwise.dense_gradient(gradient, dtype)
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
         m = self._momentums[index]

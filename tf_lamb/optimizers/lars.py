@@ -117,7 +117,7 @@ class LARS(layerwise.LayerwiseOptimizer):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
-        g = ops.convert_to_tensor(gradient, dtype)
+        g = layerwise.dense_gradient(gradient, dtype)
         decayed = self._decay_in_gradient(g, variable, index)
         m = self._momentums[index]
         eta = self.trust_coefficient or _DEFAULT_TRUST_COEFFICIENT[self.form]

@@ -39,6 +39,19 @@ def l2_norm(x):
     return ops.sqrt(ops.sum(ops.square(x)))
 
 
+def dense_gradient(gradient, dtype):
+    """The gradient as a dense tensor of ``dtype``.
+
+    Embedding gradients arrive as ``tf.IndexedSlices`` on the TensorFlow backend. A layer's
+    trust ratio needs the norm of its whole direction, so the moments are updated densely,
+    as tfa's LAMB did (there is no lazy, row-wise LAMB); repeated rows are summed.
+    """
+    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
+        indices = ops.expand_dims(gradient.indices, -1)
+        gradient = ops.scatter(indices, gradient.values, gradient.dense_shape)
+    return ops.cast(gradient, dtype)
+
+
 def trust_ratio(
     weight_norm,
     update_norm,
@@ -143,7 +156,8 @@ class Exclusions:
                     self._patterns.append(re.compile(item))
                 except re.error as e:
                     raise ValueError(
-                        f"Argument `{argument}` holds an invalid regex {item!r}: {e}"
+                        f"Argument `{argument}` must hold valid regular expressions; "
+                        f"{item!r} does not compile ({e}). Received: {argument}={spec!r}"
                     ) from e
             elif isinstance(item, keras.Variable):
                 self._variables.append(item)
@@ -353,6 +367,37 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             self.assign_sub(variable, learning_rate * step)
         else:
             self.assign(variable, weight - learning_rate * step)
+
+    # Global gradient clipping (NVLAMB pre-normalization) must see the gradients after the
+    # cross-replica sum. Keras clips in replica context, before the TensorFlow backend's
+    # all-reduce, so under MirroredStrategy each replica would clip its own partial sum. The
+    # clipping is therefore moved behind the sum: into TensorFlow's `_all_reduce_sum_gradients`,
+    # and to the start of `_backend_update_step` on the other backends, which have no
+    # all-reduce inside the optimizer.
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm:
+            return grads
+        return super()._clip_gradients(grads)
+
+    def _clip_by_global_norm(self, grads):
+        """``g / max(1, ||G|| / global_clipnorm)`` with ``||G||`` over all gradients."""
+        if not self.global_clipnorm:
+            return grads
+        grads = [None if g is None else dense_gradient(g, g.dtype) for g in grads]
+        norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None))
+        scale = 1.0 / ops.maximum(1.0, norm / self.global_clipnorm)
+        return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        """TensorFlow backend only: the cross-replica sum, then global clipping."""
+        reduced = list(super()._all_reduce_sum_gradients(grads_and_vars))
+        clipped = self._clip_by_global_norm([g for g, _ in reduced])
+        return list(zip(clipped, [v for _, v in reduced]))
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if keras.backend.backend() != "tensorflow":
+            grads = self._clip_by_global_norm(grads)
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def _decay_in_gradient(self, gradient, variable, index):
         """``g + wd * w`` (the ``"l2"`` placement and both LARS forms)."""
