@@ -1,0 +1,123 @@
+"""Argument checks shared by the schedules: every message names the argument, its range and
+the value received."""
+
+import math
+import numbers
+
+
+def _is_real(value):
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _bound(value, label):
+    if label is not None:
+        return f"{label}={value!r}"
+    return "inf" if value == math.inf else repr(value)
+
+
+def _interval(low, high, low_open, high_open, low_label, high_label):
+    left = "(" if low_open or low == -math.inf else "["
+    right = ")" if high_open or high == math.inf else "]"
+    return f"{left}{_bound(low, low_label)}, {_bound(high, high_label)}{right}"
+
+
+def _inside(value, low, high, low_open, high_open):
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    return above and below
+
+
+def check_real(
+    name,
+    value,
+    low=-math.inf,
+    high=math.inf,
+    *,
+    low_open=False,
+    high_open=False,
+    low_label=None,
+    high_label=None,
+):
+    """Returns `value` as a float; raises `ValueError` unless it is a finite number in range."""
+    if not _is_real(value) or not _inside(value, low, high, low_open, high_open):
+        interval = _interval(low, high, low_open, high_open, low_label, high_label)
+        raise ValueError(
+            f"`{name}` must be a number in {interval}. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_int(name, value, low=0, high=math.inf, *, low_label=None, high_label=None):
+    """Returns `value` as an int; raises `ValueError` unless it is an integer in range."""
+    if not _is_int(value) or not _inside(value, low, high, False, False):
+        interval = _interval(low, high, False, False, low_label, high_label)
+        raise ValueError(
+            f"`{name}` must be an integer in {interval}. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_choice(name, value, choices):
+    """Raises `ValueError` unless `value` is one of `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(
+            f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_increasing(name, values, low, high, *, low_label=None, high_label=None, cast=int):
+    """Returns `values` as a list; each must lie in `(low, high]` and be larger than the last.
+
+    `cast=int` wants integers (step numbers), `cast=float` any finite numbers (epochs).
+    """
+    ok_type = _is_int if cast is int else _is_real
+    try:
+        items = list(values)
+    except TypeError:
+        items = None
+    interval = _interval(low, high, True, False, low_label, high_label)
+    kind = "integers" if cast is int else "numbers"
+    if items is None or not all(ok_type(item) for item in items):
+        raise ValueError(
+            f"`{name}` must be a list of {kind}, strictly increasing, each in {interval}. "
+            f"Received: {name}={values!r}"
+        )
+    for previous, item in zip([None] + items[:-1], items):
+        if not _inside(item, low, high, True, False) or (
+            previous is not None and item <= previous
+        ):
+            raise ValueError(
+                f"`{name}` must be strictly increasing, each in {interval}. "
+                f"Received: {name}={values!r}"
+            )
+    return [cast(item) for item in items]
+
+
+def to_steps(count, steps_per_unit):
+    """`count` epochs (or a fraction of a run) in steps, rounded to the nearest step
+    (halves up, unlike Python's `round`, so 2.5 steps is 3)."""
+    return int(math.floor(count * steps_per_unit + 0.5))
+
+
+def check_bool(name, value):
+    """Returns `value`; raises `ValueError` unless it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
+def check_name(value):
+    """Returns `value`; raises `ValueError` unless it is a string or None."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"`name` must be a string or None. Received: name={value!r}")
+    return value
