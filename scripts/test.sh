@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
+# TensorFlow backend, then the optimizer and schedule tests again on JAX and on PyTorch.
+# Fails on a failing test and on "no tests collected" (pytest exit code 5).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --backends || exit 1
+
+status=0
+run() {
+    local backend=$1; shift
+    echo "== KERAS_BACKEND=$backend pytest $*"
+    KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+    local rc=$?
+    if [ $rc = 5 ]; then echo "pytest collected no tests ($backend)" >&2; fi
+    if [ $rc != 0 ]; then status=1; fi
+}
+run tensorflow tests
+run jax tests/optimizers tests/schedules
+run torch tests/optimizers tests/schedules
+exit $status
