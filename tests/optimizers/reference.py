@@ -33,6 +33,7 @@ class Reference:
         n = len(self.w)
         self.decays = decays if decays is not None else [True] * n
         self.adapts = adapts if adapts is not None else [True] * n
+        self.statistics = [None] * n
         self.t = 0
 
     def rate(self, i):
@@ -47,11 +48,16 @@ class Reference:
         wd = self.rate(i)
         base = w * (1.0 - lr * wd) if mode == "decoupled" else w
         step = np.zeros_like(w)
+        norms, ratios = [], []
         for c, u in directions:
             if mode == "inside":
                 u = u + wd * w
             r = ratio(norm(base), norm(u), 1.0, self.bounds, self.cap) if self.adapts[i] else 1.0
+            norms.append(norm(u))
+            ratios.append(r)
             step += c * r * u
+        # What the optimizer records for this layer (LayerwiseOptimizer.layer_statistics).
+        self.statistics[i] = (norm(base), norms, ratios)
         self.w[i] = base - lr * step
 
 

@@ -8,6 +8,9 @@ import tf_lamb
 from tests.optimizers import harness
 from tests.optimizers.reference import LAMBReference
 
+# Every test runs on the fused step and on Keras' per-variable loop (conftest.py).
+pytestmark = pytest.mark.usefixtures("optimizer_path")
+
 PATHS = [
     "encoder/scale",
     "encoder/dense/vector",

@@ -8,6 +8,9 @@ import tf_lamb
 from tests.optimizers import harness
 from tests.optimizers.reference import LANSReference
 
+# Every test runs on the fused step and on Keras' per-variable loop (conftest.py).
+pytestmark = pytest.mark.usefixtures("optimizer_path")
+
 PATHS = ["bert/scale", "bert/ffn/vector", "bert/ffn/kernel", "bert/conv/kernel", "bert/LayerNorm/beta"]
 WEIGHTS = list(harness.initial_weights(seed=20).values())
 

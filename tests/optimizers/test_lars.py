@@ -8,6 +8,9 @@ import tf_lamb
 from tests.optimizers import harness
 from tests.optimizers.reference import LARSReference
 
+# Every test runs on the fused step and on Keras' per-variable loop (conftest.py).
+pytestmark = pytest.mark.usefixtures("optimizer_path")
+
 PATHS = ["resnet/scale", "resnet/fc/vector", "resnet/fc/kernel", "resnet/conv/kernel", "resnet/batch_norm/beta"]
 WEIGHTS = list(harness.initial_weights(seed=10).values())
 

@@ -114,31 +114,45 @@ class LAMB(layerwise.LayerwiseOptimizer):
             var_list, ["m", "v"]
         )
 
-    def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+    def _slots(self, index):
+        return self._momentums[index], self._velocities[index]
+
+    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
         dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
         g = layerwise.dense_gradient(gradient, dtype)
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
-        m = self._momentums[index]
-        v = self._velocities[index]
+        m, v = slots
+        # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
+        # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
         self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
-        t = ops.cast(self.iterations + 1, dtype)
-        m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, self.nesterov)
-        v_hat = moment_estimate(
-            v,
-            ops.square(g),
-            self.beta_2,
-            t,
-            self.bias_correction,
-            self.nesterov == "nn-lamb",
+        if self.nesterov:
+            m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, True)
+            v_hat = moment_estimate(
+                v, ops.square(g), self.beta_2, t, self.bias_correction, self.nesterov == "nn-lamb"
+            )
+            direction = layerwise.Direction(
+                lambda for_norm: layerwise.adam_direction(m_hat, v_hat, self.epsilon, for_norm)
+            )
+        else:
+            # m_hat / (sqrt(v_hat) + eps) = scale * m / (sqrt(v) + eps * sqrt(c_2)) with
+            # c = 1 - beta**t and scale = sqrt(c_2) / c_1: the bias corrections stay scalars.
+            scale, epsilon = self._once_per_step(("lamb", dtype), lambda: self._corrections(t))
+            direction = layerwise.Direction(
+                lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm), scale
+            )
+        return self._apply_layerwise(
+            variable, index, learning_rate, [direction], mode=self.weight_decay_mode
         )
-        direction = m_hat / (ops.sqrt(v_hat) + self.epsilon)
-        self._apply_layerwise(
-            variable, index, lr, [(1.0, direction)], mode=self.weight_decay_mode
-        )
+
+    def _corrections(self, t):
+        """``(sqrt(c_2) / c_1, epsilon * sqrt(c_2))`` with ``c = 1 - beta**t``; ``(1, epsilon)``
+        without bias correction."""
+        if not self.bias_correction:
+            return 1.0, self.epsilon
+        root_c2 = ops.sqrt(one_minus_power(self.beta_2, t))
+        return root_c2 / one_minus_power(self.beta_1, t), self.epsilon * root_c2
 
     def get_config(self):
         config = super().get_config()
@@ -189,3 +203,4 @@ def one_minus_power(beta, t):
     if beta == 0.0:
         return 1.0
     return -ops.expm1(t * math.log(beta))
+

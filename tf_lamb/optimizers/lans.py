@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tf_lamb.optimizers import layerwise
-from tf_lamb.optimizers.lamb import moment_estimate
+from tf_lamb.optimizers.lamb import one_minus_power
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
@@ -92,6 +92,8 @@ class LANS(layerwise.LayerwiseOptimizer):
         self.weight_decay_mode = weight_decay_mode
         self.bias_correction = bool(bias_correction)
 
+    num_directions = 2
+
     def build(self, var_list):
         if self.built:
             return
@@ -100,28 +102,48 @@ class LANS(layerwise.LayerwiseOptimizer):
             var_list, ["m", "v"]
         )
 
-    def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+    def _slots(self, index):
+        return self._momentums[index], self._velocities[index]
+
+    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
         dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
         g = layerwise.dense_gradient(gradient, dtype)
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
         if self.normalize_grad:
-            g = g / (ops.cast(layerwise.l2_norm(g), dtype) + self.epsilon)
-        m = self._momentums[index]
-        v = self._velocities[index]
+            g = g / (ops.cast(self._norm(g), dtype) + self.epsilon)
+        m, v = slots
+        # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
+        # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
         self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
-        t = ops.cast(self.iterations + 1, dtype)
-        m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, False)
-        v_hat = moment_estimate(v, None, self.beta_2, t, self.bias_correction, False)
-        denominator = ops.sqrt(v_hat) + self.epsilon
+        # d = sqrt(v_hat) + eps = (sqrt(v) + eps sqrt(c_2)) / sqrt(c_2), c = 1 - beta**t: the
+        # two directions m_hat / d and g / d carry their bias corrections as scalars.
+        m_scale, g_scale, epsilon = self._once_per_step(
+            ("lans", dtype), lambda: self._corrections(t)
+        )
         directions = [
-            (self.beta_1, m_hat / denominator),
-            (1.0 - self.beta_1, g / denominator),
+            layerwise.Direction(
+                lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm),
+                m_scale,
+                self.beta_1,
+            ),
+            layerwise.Direction(
+                lambda for_norm: layerwise.adam_direction(g, v, epsilon, for_norm),
+                g_scale,
+                1.0 - self.beta_1,
+            ),
         ]
-        self._apply_layerwise(variable, index, lr, directions, mode=self.weight_decay_mode)
+        return self._apply_layerwise(
+            variable, index, learning_rate, directions, mode=self.weight_decay_mode
+        )
+
+    def _corrections(self, t):
+        """``(sqrt(c_2) / c_1, sqrt(c_2), epsilon * sqrt(c_2))`` with ``c = 1 - beta**t``."""
+        if not self.bias_correction:
+            return 1.0, 1.0, self.epsilon
+        root_c2 = ops.sqrt(one_minus_power(self.beta_2, t))
+        return root_c2 / one_minus_power(self.beta_1, t), root_c2, self.epsilon * root_c2
 
     def get_config(self):
         config = super().get_config()

@@ -113,34 +113,45 @@ class LARS(layerwise.LayerwiseOptimizer):
         super().build(var_list)
         self._momentums = self.add_optimizer_variables(var_list, "momentum")
 
-    def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+    def _slots(self, index):
+        return (self._momentums[index],)
+
+    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
         dtype = variable.dtype
         lr = ops.cast(learning_rate, dtype)
         g = layerwise.dense_gradient(gradient, dtype)
         decayed = self._decay_in_gradient(g, variable, index)
-        m = self._momentums[index]
+        (m,) = slots
         eta = self.trust_coefficient or _DEFAULT_TRUST_COEFFICIENT[self.form]
         if self.form == "paper":
             self.assign(m, self.momentum * m + (1.0 - self.momentum) * decayed)
-            direction = m
-            if self.nesterov:
-                direction = self.momentum * m + (1.0 - self.momentum) * decayed
-            self._apply_layerwise(
-                variable, index, lr, [(1.0, direction)], mode="l2", trust_coefficient=eta
+
+            def direction(for_norm):
+                if self.nesterov:
+                    return self.momentum * m + (1.0 - self.momentum) * decayed
+                return m
+
+            return self._apply_layerwise(
+                variable,
+                index,
+                lr,
+                [layerwise.Direction(direction)],
+                mode="l2",
+                trust_coefficient=eta,
             )
-            return
         local_lr = lr
+        stats = (0.0, [], [])
         if self._adapts[index]:
-            weight_norm = layerwise.l2_norm(variable)
+            weight_norm = self._norm(variable)
+            gradient_norm = self._norm(g)
             offset = self._decay_rates[index] * weight_norm + self.epsilon
-            ratio = self._trust_ratio(
-                index, weight_norm, layerwise.l2_norm(g), eta, offset
-            )
+            ratio = self._trust_ratio(index, weight_norm, gradient_norm, eta, offset)
             local_lr = lr * ops.cast(ratio, dtype)
+            stats = (weight_norm, [gradient_norm], [ratio])
         step = local_lr * decayed
         self.assign(m, self.momentum * m + step)
         self.assign_sub(variable, self.momentum * m + step if self.nesterov else m)
+        return stats
 
     def get_config(self):
         config = super().get_config()

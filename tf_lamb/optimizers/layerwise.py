@@ -9,12 +9,19 @@ This module holds everything the three optimizers share: the trust ratio (with t
 ``phi`` bounds, the zero-norm rule and the optional LAMBC/LARC cap), the two exclusion lists
 matched on variable paths, the weight-decay placements, and argument validation. Each optimizer
 only computes its direction.
+
+It also holds the fused step (ARCHITECTURE.md): on a Keras version whose private seam
+``_backend_update_step`` was tested (:func:`fused_supported`), all layers are updated by one
+function call, XLA-compiled on TensorFlow, with every layer's norms and trust ratios recorded
+as optimizer state (:meth:`LayerwiseOptimizer.layer_statistics`). Elsewhere Keras' own
+per-variable loop calls ``update_step``, which runs the same per-layer code.
 """
 
 import math
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
@@ -24,19 +31,88 @@ from keras import ops
 #: ``"l2"``: ``g <- g + wd * w`` before the moments (apex ``adam_w_mode=False``).
 WEIGHT_DECAY_MODES = ("inside", "decoupled", "l2")
 
+#: Keras versions whose private ``_backend_update_step`` (all backends) and
+#: ``_distributed_tf_update_step`` (TensorFlow) the fused step was tested against; the
+#: lower bound is the package's ``keras>=3.10``, the upper one the next untested minor.
+FUSED_KERAS_VERSIONS = ((3, 10), (3, 16))
 
-def l2_norm(x):
+
+def fused_supported():
+    """Whether this Keras has the tested seams the fused step overrides.
+
+    Returns:
+        bool: Keras' version is in :data:`FUSED_KERAS_VERSIONS` and the base optimizer still
+        has ``_backend_update_step``. When False the optimizers fall back on Keras'
+        per-variable ``update_step`` loop, with the same numbers.
+    """
+    version = tuple(int(part) for part in re.findall(r"\d+", keras.version())[:2])
+    low, high = FUSED_KERAS_VERSIONS
+    return low <= version < high and hasattr(keras.optimizers.Optimizer, "_backend_update_step")
+
+
+#: How :func:`l2_norm` reduces, fastest first on each runtime (benchmarks/README.md):
+#: ``"reduce"``: ``sqrt(sum(x**2))``, one fused reduction where the compiler fuses well (XLA on
+#: GPU and TPU); ``"fold"``: on XLA:CPU, whose reductions run on one thread at a fraction of
+#: the memory bandwidth (about 10 GB/s against 79 GB/s measured here), the tensor is first
+#: folded by elementwise adds of its quarters, which XLA runs in parallel at full bandwidth;
+#: ``"l2_loss"``: TensorFlow without XLA, ``sqrt(2 * tf.nn.l2_loss(x))``, one Eigen kernel
+#: instead of three (2.4x faster here) that XLA also compiles, should the caller's step be
+#: XLA-compiled; ``"norm"``: ``keras.ops.norm`` (one kernel on PyTorch).
+NORM_METHODS = ("reduce", "fold", "l2_loss", "norm")
+
+#: ``"fold"`` folds while a tensor has at least this many elements.
+_FOLD_MIN_SIZE = 65536
+
+
+def l2_norm(x, method="reduce"):
     """The l2 norm over a whole tensor, accumulated in at least float32.
 
     Args:
         x: a tensor of any shape and a float dtype.
+        method: one of :data:`NORM_METHODS`; all give the same value up to float rounding
+            (the order of the additions differs).
 
     Returns:
         A scalar tensor, float32 for 16-bit inputs, else the dtype of ``x``.
     """
     if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
         x = ops.cast(x, "float32")
-    return ops.sqrt(ops.sum(ops.square(x)))
+    if method == "l2_loss":
+        import tensorflow as tf
+
+        return ops.sqrt(2.0 * tf.nn.l2_loss(x))
+    if method == "norm":
+        return ops.norm(ops.reshape(x, (-1,)))
+    squares = None
+    if method == "fold" and all(isinstance(d, int) for d in x.shape):
+        x = ops.reshape(x, (-1,))
+        while x.shape[0] >= _FOLD_MIN_SIZE and x.shape[0] % 4 == 0:
+            h = x.shape[0] // 4
+            quarters = [x[i * h : (i + 1) * h] for i in range(4)]
+            if squares is None:
+                quarters = [ops.square(q) for q in quarters]
+            x = squares = quarters[0] + quarters[1] + quarters[2] + quarters[3]
+    return ops.sqrt(ops.sum(ops.square(x) if squares is None else squares))
+
+
+def adam_direction(numerator, second_moment, epsilon, for_norm=False):
+    """``numerator / (sqrt(second_moment) + epsilon)``, Adam's elementwise direction.
+
+    With ``for_norm=True`` the same value (to float rounding) is written as
+    ``numerator * reciprocal(sqrt(abs(second_moment)) + epsilon)``: ``abs`` changes nothing
+    (a second moment is never negative), but XLA no longer sees a common ``sqrt`` to share
+    between the copy whose norm is taken and the applied copy, so it keeps neither
+    ``sqrt(v)`` nor the direction as a full-size temporary (see :class:`Direction`).
+
+    Args:
+        numerator: tensor, ``m`` or ``g`` (any shape).
+        second_moment: tensor of the same shape, ``v >= 0``.
+        epsilon: scalar > 0.
+        for_norm: bool.
+    """
+    if for_norm:
+        return numerator * ops.reciprocal(ops.sqrt(ops.abs(second_moment)) + epsilon)
+    return numerator / (ops.sqrt(second_moment) + epsilon)
 
 
 def dense_gradient(gradient, dtype):
@@ -87,9 +163,13 @@ def trust_ratio(
     if lower > 0.0 or upper is not None:
         phi = ops.clip(phi, lower, math.inf if upper is None else upper)
     positive = ops.logical_and(weight_norm > 0.0, update_norm > 0.0)
-    denominator = update_norm + denominator_offset
-    safe = ops.where(positive, denominator, ops.ones_like(denominator))
-    ratio = ops.where(positive, coefficient * phi / safe, ops.ones_like(phi))
+    denominator = update_norm
+    if not (isinstance(denominator_offset, float) and denominator_offset == 0.0):
+        denominator = denominator + denominator_offset
+    if coefficient != 1.0:
+        phi = coefficient * phi
+    one = ops.ones_like(phi)
+    ratio = ops.where(positive, phi / ops.where(positive, denominator, one), one)
     if max_ratio is not None:
         ratio = ops.minimum(ratio, max_ratio)
     return ratio
@@ -195,6 +275,28 @@ class Exclusions:
         return out
 
 
+class Direction:
+    """One term of a layer's update: ``coefficient * scale * build()``.
+
+    Args:
+        build: ``build(for_norm) -> tensor``, the direction without ``scale``. With
+            ``for_norm=True`` it is the copy whose norm is taken under XLA and should be
+            written differently (e.g. multiplying by a reciprocal instead of dividing), so
+            that XLA does not merge it with the applied copy (see
+            ``LayerwiseOptimizer._apply_layerwise``); the two agree to float rounding.
+        scale: positive scalar (Python float or tensor) kept out of the tensor arithmetic,
+            e.g. Adam's bias corrections ``sqrt(1 - beta_2**t) / (1 - beta_1**t)``; inside
+            weight decay is divided by it, so the layer's direction is
+            ``scale * (build() + wd / scale * w)``.
+        coefficient: Python float weighting the term (LANS' ``beta_1`` and ``1 - beta_1``).
+    """
+
+    def __init__(self, build, scale=1.0, coefficient=1.0):
+        self.build = build
+        self.scale = scale
+        self.coefficient = coefficient
+
+
 class LayerwiseOptimizer(keras.optimizers.Optimizer):
     """Base class for optimizers that scale each layer's step by a trust ratio.
 
@@ -217,6 +319,13 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             ``phi`` is the identity, as in the authors' code.
         max_trust_ratio: optional float > 0 capping the trust ratio (LAMBC / LARC). Default
             ``None`` (no cap).
+        fused: bool or None. True: one call updates every layer (the fused step), recording
+            :meth:`layer_statistics`; False: Keras' per-variable ``update_step`` loop.
+            ``None`` (default): fused where :func:`fused_supported`. Both give the same
+            numbers. True on an untested Keras raises ValueError.
+        jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
+            (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
+            Default True. On JAX the step is compiled by the caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``,
             ``gradient_accumulation_steps``, ``use_ema``, ``name``, ...).
 
@@ -232,6 +341,8 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         exclude_from_layer_adaptation=None,
         weight_norm_bounds=(0.0, None),
         max_trust_ratio=None,
+        fused=None,
+        jit_compile=True,
         **kwargs,
     ):
         alias = kwargs.pop("weight_decay_rate", None)
@@ -275,6 +386,19 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         if max_trust_ratio is not None:
             check_range("max_trust_ratio", max_trust_ratio, 0.0, math.inf, low_open=True)
         self.max_trust_ratio = max_trust_ratio
+        check_choice("fused", fused, (None, True, False))
+        if fused and not fused_supported():
+            low, high = (".".join(map(str, v)) for v in FUSED_KERAS_VERSIONS)
+            raise ValueError(
+                f"Argument `fused=True` needs Keras >={low},<{high} (its private "
+                f"`_backend_update_step` was tested there); this is Keras {keras.version()}. "
+                "Pass fused=None to fall back on the per-variable loop."
+            )
+        self.fused = fused
+        self.jit_compile = bool(jit_compile)
+        self._fused_active = fused_supported() if fused is None else fused
+        self._compiled_step = None
+        self._fused_step_traces = 0
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keras' method form: adds variables and name regexes to the weight-decay exclusions.
@@ -292,8 +416,11 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             )
         self._weight_decay_exclusions.add(var_list, var_names)
 
+    #: Directions per layer whose trust ratios are recorded (LANS has two terms).
+    num_directions = 1
+
     def build(self, var_list):
-        """Creates nothing by itself; records per layer whether it decays and adapts.
+        """Records per layer whether it decays and adapts; creates the statistics slot.
 
         Subclasses call this first, then create their slots.
         """
@@ -306,6 +433,15 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             for v in var_list
         ]
         self._adapts = [not adapt.matches(v) for v in var_list]
+        # Per layer: ||w||, then ||u_k|| and the trust ratio of each direction k, as taken
+        # by the last step. float32 whatever the policy; 0, 0, 1 for a layer not adapted.
+        self._layer_statistics = self.add_variable(
+            (len(var_list), 1 + 2 * self.num_directions),
+            initializer="zeros",
+            dtype="float32",
+            aggregation="only_first_replica",
+            name="layer_statistics",
+        )
 
     def layer_settings(self):
         """Per layer (in build order): ``(path, weight_decay_rate, adapts)``.
@@ -315,10 +451,38 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         Raises:
             ValueError: the optimizer is not built yet.
         """
-        if not self.built:
-            raise ValueError("The optimizer is not built yet: call `build(variables)` first.")
+        self._check_built()
         paths = [getattr(v, "path", v.name) for v in self._trainable_variables]
         return list(zip(paths, self._decay_rates, self._adapts))
+
+    def layer_statistics(self):
+        """The last step's per-layer norms and trust ratios, kept at no extra pass.
+
+        Returns:
+            A dict of NumPy arrays over the L layers in build order: ``path`` (str, (L,)),
+            ``adapts`` (bool, (L,)), ``weight_norm`` (float32, (L,), ``||w||`` before the
+            step), ``update_norm`` and ``trust_ratio`` (float32, (L, K), per direction ``k``:
+            K = 1 for LAMB and LARS, 2 for LANS). For classic LARS ``update_norm`` is
+            ``||g||``. A layer not adapted reads 0, 0 and 1. All zeros before the first
+            step; under ``tf.distribute``, the first replica's values (all replicas agree).
+
+        Raises:
+            ValueError: the optimizer is not built yet.
+        """
+        self._check_built()
+        values = np.asarray(keras.ops.convert_to_numpy(self._layer_statistics))
+        k = self.num_directions
+        return {
+            "path": np.asarray([path for path, _, _ in self.layer_settings()]),
+            "adapts": np.asarray(self._adapts),
+            "weight_norm": values[:, 0],
+            "update_norm": values[:, 1 : 1 + k],
+            "trust_ratio": values[:, 1 + k :],
+        }
+
+    def _check_built(self):
+        if not self.built:
+            raise ValueError("The optimizer is not built yet: call `build(variables)` first.")
 
     def _trust_ratio(
         self, index, weight_norm, update_norm, coefficient=1.0, denominator_offset=0.0
@@ -335,38 +499,159 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             denominator_offset,
         )
 
+    def _norm(self, x):
+        """A layer's l2 norm by the method this step uses (see :data:`NORM_METHODS`)."""
+        return l2_norm(x, self._step_norm_method)
+
+    def _configure_step(self, variable, compiled):
+        """Picks, at trace time, how this step reduces norms and whether it recomputes
+        directions (see :meth:`_apply_layerwise`).
+
+        Args:
+            variable: any variable of the step (its device tells CPU from accelerator).
+            compiled: bool, whether XLA compiles the step (always on JAX).
+        """
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
+            on_cpu = "CPU" in (getattr(variable, "device", "") or "CPU").upper()
+            method = ("fold" if on_cpu else "reduce") if compiled else "l2_loss"
+        elif backend == "jax":
+            import jax
+
+            compiled = True
+            method = "fold" if jax.default_backend() == "cpu" else "reduce"
+        else:
+            method = "norm"
+        self._step_norm_method = method
+        self._step_recomputes = compiled
+        self._step_cache = {}
+
+    def _once_per_step(self, key, compute):
+        """``compute()``, evaluated once per step and device for each ``key`` (e.g. the bias
+        corrections of a dtype), so a fused step does not repeat scalar work per layer."""
+        if key not in self._step_cache:
+            self._step_cache[key] = compute()
+        return self._step_cache[key]
+
     def _apply_layerwise(
         self, variable, index, learning_rate, directions, mode="inside", trust_coefficient=1.0
     ):
-        """``w <- w - lr * sum_k c_k * ratio_k * u_k`` for ``directions = [(c_k, u_k), ...]``.
+        """``w <- w - lr * sum_k c_k * ratio_k * u_k`` for the :class:`Direction` s ``u_k``.
 
         Weight decay is added to each direction (``mode="inside"``) or applied to ``w``
         before the trust ratios are taken (``"decoupled"``, as ``keras.optimizers.Lamb``);
         ``"l2"`` decay was already folded into the gradient by the caller. Every term uses
         the same ``w`` (the LANS authors' kernel, not MXNet's sequential form).
+
+        Under XLA the direction whose norm is taken is built a second time, in a form XLA
+        cannot merge with the applied one: each pass then streams the slots from memory and
+        neither keeps a direction-sized temporary (two passes, as the exact step needs).
+        Elsewhere each direction is built once.
+
+        Returns:
+            The layer's statistics: ``(||w||, [||u_k||], [ratio_k])``, scalars.
         """
         wd = self._decay_rates[index]
         adapts = self._adapts[index]
-        weight = variable
-        if wd and mode == "decoupled":
-            weight = variable * (1.0 - learning_rate * wd)
-        weight_norm = l2_norm(weight) if adapts else None
-        step = None
-        for coefficient, direction in directions:
-            if wd and mode == "inside":
-                direction = direction + wd * variable
-            scale = coefficient
+        lr = self._once_per_step(("lr", variable.dtype), lambda: ops.cast(learning_rate, variable.dtype))
+        shrink = 1.0 - lr * wd if wd and mode == "decoupled" else None
+        weight_norm = 0.0
+        if adapts:
+            weight_norm = self._norm(variable)
+            if shrink is not None:  # ||w (1 - lr wd)||, the decayed weights' norm.
+                weight_norm = weight_norm * ops.cast(shrink, weight_norm.dtype)
+        step, norms, ratios = None, [], []
+        for direction in directions:
+            decay = wd / direction.scale if wd and mode == "inside" else None
+
+            def build(for_norm, direction=direction, decay=decay):
+                u = direction.build(for_norm)
+                return u if decay is None else u + decay * variable
+
+            u = build(False)
+            factor = lr * (direction.coefficient * direction.scale)
             if adapts:
-                ratio = self._trust_ratio(
-                    index, weight_norm, l2_norm(direction), trust_coefficient
-                )
-                scale = coefficient * ops.cast(ratio, direction.dtype)
-            term = scale * direction
+                for_norm = build(True) if self._step_recomputes else u
+                norm = self._norm(for_norm) * ops.cast(direction.scale, variable.dtype)
+                norms.append(norm)
+                ratios.append(self._trust_ratio(index, weight_norm, norm, trust_coefficient))
+                factor = factor * ops.cast(ratios[-1], variable.dtype)
+            term = ops.cast(factor, variable.dtype) * u
             step = term if step is None else step + term
-        if weight is variable:
-            self.assign_sub(variable, learning_rate * step)
+        if shrink is None:
+            self.assign_sub(variable, step)
         else:
-            self.assign(variable, weight - learning_rate * step)
+            self.assign(variable, variable * shrink - step)
+        return weight_norm, norms, ratios
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Keras' per-variable step (the fallback path): one layer through ``_update_layer``."""
+        index = self._get_variable_index(variable)
+        self._configure_step(variable, compiled=False)
+        stats = self._update_layer(
+            index,
+            gradient,
+            variable,
+            self._slots(index),
+            learning_rate,
+            ops.cast(self.iterations + 1, variable.dtype),
+        )
+        self._record_statistics(self._layer_statistics, [index], [stats])
+
+    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
+        """One layer's step; returns ``(||w||, [||u_k||], [ratio_k])`` (see
+        :meth:`_apply_layerwise`). Implemented by each optimizer.
+
+        Args:
+            index: int, the layer's position in build order.
+            gradient: its gradient (dense or ``IndexedSlices``).
+            variable: the variable (on TensorFlow under ``tf.distribute``, one device's copy).
+            slots: tuple of its slot variables, as :meth:`_slots` gives them (same device).
+            learning_rate: scalar tensor.
+            t: the 1-based step, a scalar tensor of the variable's dtype.
+        """
+        raise NotImplementedError
+
+    def _slots(self, index):
+        """The slot variables of layer ``index``, a tuple. Implemented by each optimizer."""
+        raise NotImplementedError
+
+    def _record_statistics(self, statistics, indices, stats):
+        """Writes the rows ``indices`` of the statistics slot: one scatter per step."""
+        k = self.num_directions
+        rows = []
+        for weight_norm, norms, ratios in stats:
+            values = [weight_norm] + (list(norms) or [0.0] * k) + (list(ratios) or [1.0] * k)
+            rows.append(ops.stack([ops.cast(x, "float32") for x in values]))
+        positions = ops.expand_dims(ops.convert_to_tensor(indices, "int32"), -1)
+        self.assign(statistics, ops.scatter_update(statistics, positions, ops.stack(rows)))
+
+    def _fused_update(
+        self, indices, grads, variables, slots, statistics, learning_rate, iterations, compiled
+    ):
+        """The fused step: every layer in one call, then one write of the statistics.
+
+        Args:
+            indices: list of int, each variable's position in build order.
+            grads, variables, slots: lists aligned with ``indices``.
+            statistics: the statistics slot (one device's copy).
+            learning_rate: scalar tensor.
+            iterations: the optimizer's ``_iterations`` variable (one device's copy), which
+                counts micro-steps under gradient accumulation.
+            compiled: bool, whether XLA compiles this step.
+        """
+        self._fused_step_traces += 1  # Python runs once per trace when compiled.
+        self._configure_step(variables[0], compiled)
+        if self.gradient_accumulation_steps:  # As Keras' `iterations` property.
+            iterations = ops.floor_divide(iterations, self.gradient_accumulation_steps)
+        stats = []
+        for index, grad, variable, layer_slots in zip(indices, grads, variables, slots):
+            dtype = variable.dtype
+            t = self._once_per_step(("t", dtype), lambda: ops.cast(iterations + 1, dtype))
+            stats.append(
+                self._update_layer(index, grad, variable, layer_slots, learning_rate, t)
+            )
+        self._record_statistics(statistics, indices, stats)
 
     # Global gradient clipping (NVLAMB pre-normalization) must see the gradients after the
     # cross-replica sum. Keras clips in replica context, before the TensorFlow backend's
@@ -395,9 +680,75 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         return list(zip(clipped, [v for _, v in reduced]))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if keras.backend.backend() != "tensorflow":
-            grads = self._clip_by_global_norm(grads)
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        if keras.backend.backend() == "tensorflow":
+            # All-reduce, clip, then merge_call into `_distributed_tf_update_step`.
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        grads = self._clip_by_global_norm(grads)
+        if not self._fused_active:
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        indices = [self._get_variable_index(v) for v in trainable_variables]
+        self._fused_update(
+            indices,
+            grads,
+            list(trainable_variables),
+            [self._slots(i) for i in indices],
+            self._layer_statistics,
+            learning_rate,
+            self._iterations,
+            keras.backend.backend() == "jax",
+        )
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        """TensorFlow backend, cross-replica context: the fused step once per device.
+
+        Keras calls ``distribution.extended.update`` once per variable; here one call covers
+        all of them. ``extended.update`` runs ``update`` on each device with that device's
+        copy of the first variable (on a TPU, inside the replicated XLA program, with the
+        variable itself); every other variable, slot and gradient is resolved to the same
+        device's copy, and the step is XLA-compiled there when ``jit_compile``.
+        """
+        if not self._fused_active:
+            return super()._distributed_tf_update_step(
+                distribution, grads_and_vars, learning_rate
+            )
+        import tensorflow as tf
+
+        grads = [g for g, _ in grads_and_vars]
+        variables = [v for _, v in grads_and_vars]
+        indices = [self._get_variable_index(v) for v in variables]
+        state = [[s.value for s in self._slots(i)] for i in indices]
+        statistics = self._layer_statistics.value
+        iterations = self._iterations.value
+        anchor = variables[0]
+
+        def update(anchor_copy, grads, learning_rate):
+            if anchor_copy is anchor:  # One copy: one device, or a TPU replica context.
+                local = lambda x: x  # noqa: E731
+            else:
+                copies = distribution.experimental_local_results(anchor)
+                device = next(i for i, c in enumerate(copies) if c is anchor_copy)
+                local = lambda x: distribution.experimental_local_results(x)[device]  # noqa: E731
+            in_tpu_program = isinstance(distribution, tf.distribute.TPUStrategy)
+            compile_here = self.jit_compile and not in_tpu_program
+            args = (
+                indices,
+                grads,
+                [local(v) for v in variables],
+                [[local(s) for s in slots] for slots in state],
+                local(statistics),
+                tf.convert_to_tensor(learning_rate),  # May be a Keras variable: read it here.
+                local(iterations),
+                compile_here or in_tpu_program,
+            )
+            if not compile_here:  # No XLA asked for, or already inside a TPU program.
+                return self._fused_update(*args)
+            if self._compiled_step is None:
+                self._compiled_step = _Compiled(
+                    tf.function(self._fused_update, jit_compile=True)
+                )
+            return self._compiled_step.function(*args)
+
+        distribution.extended.update(anchor, update, args=(grads, learning_rate), group=False)
 
     def _decay_in_gradient(self, gradient, variable, index):
         """``g + wd * w`` (the ``"l2"`` placement and both LARS forms)."""
@@ -417,6 +768,16 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
                 ),
                 "weight_norm_bounds": list(self.weight_norm_bounds),
                 "max_trust_ratio": self.max_trust_ratio,
+                "fused": self.fused,
+                "jit_compile": self.jit_compile,
             }
         )
         return config
+
+
+class _Compiled:
+    """Holds the compiled fused step out of sight of TensorFlow's object tracking (an
+    optimizer attribute that is a ``tf.function`` would be exported with a SavedModel)."""
+
+    def __init__(self, function):
+        self.function = function

@@ -1,0 +1,441 @@
+r"""Optimizer step time on BERT-shaped variables, against the peers and the memory-bandwidth floor.
+
+    python benchmarks/optimizer_step.py                      # BERT-base; TensorFlow, and JAX if installed
+    python benchmarks/optimizer_step.py --model=bert-large   # about 335M parameters
+    python benchmarks/optimizer_step.py --backends=tensorflow --rows=lamb --no-train-step
+
+An optimizer step is memory-bound: it streams every parameter, gradient and slot through memory.
+So each row is compared with a floor: the bytes the algorithm must move per float32 parameter
+(``FLOOR_BYTES``; LAMB needs two passes, since each layer's trust ratio needs that layer's norms
+before the layer moves) divided by the best bandwidth measured in the same run by a probe (a
+copy, a triad and a momentum-SGD kernel over the same tensors, XLA-compiled). Each row also
+shows its speed against ``keras.optimizers.Lamb`` compiled the same way (graph or XLA), and the
+memory it needs beyond the variables, gradients and slots.
+
+Every row runs in a fresh subprocess (its own peak memory, no shared XLA caches); times are the
+median of ``--steps`` steps after ``--warmup`` steps. The second table times one whole training
+step (forward, backward, apply) of a BERT-base-sized masked-LM model, LAMB against AdamW.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+#: Hidden size, feed-forward size, layers, attention heads (Devlin et al. 2019, Table/Sec. 3).
+MODELS = {"bert-base": (768, 3072, 12, 12), "bert-large": (1024, 4096, 24, 16)}
+VOCAB, MAX_POSITIONS, TYPES = 30522, 512, 2
+
+#: Bytes per float32 parameter an exact step must move (reads + writes), at best:
+#: LAMB: pass 1 reads g, m, v, w and writes m, v (norms of w and u); pass 2 reads m, v, w and
+#: writes w -> 10 floats. LARS (classic): pass 1 reads w, g (norms); pass 2 reads g, m, w and
+#: writes m, w -> 7. LANS: LAMB's two passes, plus a pass over g for its norm, and pass 2
+#: also reads g -> 12. AdamW: one pass, reads g, m, v, w, writes m, v, w -> 7. Momentum SGD:
+#: reads g, m, w, writes m, w -> 5.
+FLOOR_BYTES = {"lamb": 40, "lars": 28, "lans": 48, "keras_lamb": 40, "adamw": 28, "sgd": 20}
+
+#: (row id, optimizer, path, outer compile, backends). ``path`` for tf_lamb: ``fused-xla``
+#: (the default: one step over all layers, XLA-compiled inside the optimizer),
+#: ``fused`` (one step, no XLA), ``generic`` (Keras' per-variable loop). ``outer`` is how the
+#: caller's step function is compiled: ``graph`` (tf.function) or ``xla`` (jit_compile=True);
+#: on JAX everything runs inside jax.jit.
+ROWS = [
+    ("lamb/fused-xla", "lamb", "fused-xla", "graph", ("tensorflow",)),
+    ("lamb/fused", "lamb", "fused", "graph", ("tensorflow", "jax")),
+    ("lamb/generic", "lamb", "generic", "graph", ("tensorflow", "jax")),
+    ("lamb/generic+xla", "lamb", "generic", "xla", ("tensorflow",)),
+    ("lars/fused-xla", "lars", "fused-xla", "graph", ("tensorflow",)),
+    ("lars/fused", "lars", "fused", "graph", ("tensorflow", "jax")),
+    ("lars/generic", "lars", "generic", "graph", ("tensorflow", "jax")),
+    ("lars/generic+xla", "lars", "generic", "xla", ("tensorflow",)),
+    ("lans/fused-xla", "lans", "fused-xla", "graph", ("tensorflow",)),
+    ("lans/fused", "lans", "fused", "graph", ("tensorflow", "jax")),
+    ("lans/generic", "lans", "generic", "graph", ("tensorflow", "jax")),
+    ("lans/generic+xla", "lans", "generic", "xla", ("tensorflow",)),
+    ("keras_lamb", "keras_lamb", "-", "graph", ("tensorflow", "jax")),
+    ("keras_lamb+xla", "keras_lamb", "-", "xla", ("tensorflow",)),
+    ("adamw", "adamw", "-", "graph", ("tensorflow", "jax")),
+    ("adamw+xla", "adamw", "-", "xla", ("tensorflow",)),
+    ("sgd", "sgd", "-", "graph", ("tensorflow", "jax")),
+    ("sgd+xla", "sgd", "-", "xla", ("tensorflow",)),
+]
+PROBES = ("copy", "triad", "momentum")
+#: Bytes per parameter each probe moves: copy reads 1, writes 1; triad reads 2, writes 1;
+#: the momentum kernel reads g, m, w and writes m, w.
+PROBE_BYTES = {"copy": 8, "triad": 12, "momentum": 20}
+
+
+def bert_shapes(model):
+    """The trainable variables of a BERT encoder with its pooler: ``[(path, shape)]``."""
+    hidden, ffn, layers, _ = MODELS[model]
+    shapes = [
+        ("embeddings/word", (VOCAB, hidden)),
+        ("embeddings/position", (MAX_POSITIONS, hidden)),
+        ("embeddings/token_type", (TYPES, hidden)),
+        ("embeddings/layer_norm/gamma", (hidden,)),
+        ("embeddings/layer_norm/beta", (hidden,)),
+    ]
+    for i in range(layers):
+        prefix = f"transformer_layer_{i}"
+        for name in ("query", "key", "value", "attention_output"):
+            shapes += [(f"{prefix}/{name}/kernel", (hidden, hidden)), (f"{prefix}/{name}/bias", (hidden,))]
+        shapes += [
+            (f"{prefix}/attention_layer_norm/gamma", (hidden,)),
+            (f"{prefix}/attention_layer_norm/beta", (hidden,)),
+            (f"{prefix}/intermediate/kernel", (hidden, ffn)),
+            (f"{prefix}/intermediate/bias", (ffn,)),
+            (f"{prefix}/output/kernel", (ffn, hidden)),
+            (f"{prefix}/output/bias", (hidden,)),
+            (f"{prefix}/output_layer_norm/gamma", (hidden,)),
+            (f"{prefix}/output_layer_norm/beta", (hidden,)),
+        ]
+    shapes += [("pooler/kernel", (hidden, hidden)), ("pooler/bias", (hidden,))]
+    return shapes
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Samples the resident set every millisecond while active; ``peak`` is the largest."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self.peak = rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def time_steps(step, sync, steps, warmup):
+    """Median and min seconds of ``step()`` over ``steps`` calls after ``warmup`` calls, and
+    the memory the timed steps needed beyond what was resident before them."""
+    for _ in range(warmup):
+        sync(step())
+    times = []
+    before = rss_bytes()
+    with PeakMemory() as memory:
+        for _ in range(steps):
+            start = time.perf_counter()
+            sync(step())
+            times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "extra_bytes": max(0, memory.peak - before),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def random_arrays(shapes, seed, scale):
+    rng = np.random.default_rng(seed)
+    return [scale * rng.standard_normal(shape, dtype=np.float32) for _, shape in shapes]
+
+
+def make_optimizer(name, path):
+    import keras
+
+    import tf_lamb
+
+    if name in ("lamb", "lars", "lans"):
+        kwargs = {"fused": path != "generic", "jit_compile": path == "fused-xla"}
+        if name == "lamb":
+            return tf_lamb.LAMB(
+                learning_rate=1e-3,
+                weight_decay=0.01,
+                exclude_from_weight_decay=["layer_norm", "bias"],
+                **kwargs,
+            )
+        if name == "lars":
+            return tf_lamb.LARS(
+                learning_rate=1.0,
+                weight_decay=1e-4,
+                exclude_from_weight_decay=["layer_norm", "bias"],
+                **kwargs,
+            )
+        return tf_lamb.LANS(
+            learning_rate=1e-3, exclude_from_weight_decay=["layer_norm", "bias"], **kwargs
+        )
+    # The peers decay the same layers at the same rate (Keras matches variable names, which
+    # here hold the whole path).
+    if name == "keras_lamb":
+        optimizer = keras.optimizers.Lamb(learning_rate=1e-3, weight_decay=0.01)
+    elif name == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01)
+    else:
+        optimizer = keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, weight_decay=1e-4)
+    optimizer.exclude_from_weight_decay(var_names=["layer_norm", "bias"])
+    return optimizer
+
+
+def worker_optimizer(row, model, steps, warmup):
+    """Times one row in this process; returns its JSON result."""
+    import keras
+
+    _, name, path, outer, _ = next(r for r in ROWS if r[0] == row)
+    shapes = bert_shapes(model)
+    variables = [
+        keras.Variable(a, name=p.replace("/", "_"))
+        for (p, _), a in zip(shapes, random_arrays(shapes, 0, 0.02))
+    ]
+    grads = [keras.ops.convert_to_tensor(a) for a in random_arrays(shapes, 1, 1e-3)]
+    optimizer = make_optimizer(name, path)
+    optimizer.build(variables)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(lambda: optimizer.apply(grads, variables), jit_compile=outer == "xla")
+        result = time_steps(step, lambda _: None, steps, warmup)
+    else:
+        import jax
+
+        def apply(optimizer_values, trainable_values, grads):
+            return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
+
+        jitted = jax.jit(apply, donate_argnums=(0, 1))
+        state = {
+            "opt": [v.value for v in optimizer.variables],
+            "train": [v.value for v in variables],
+        }
+
+        def step():
+            state["train"], state["opt"] = jitted(state["opt"], state["train"], grads)
+            return state["train"]
+
+        result = time_steps(step, jax.block_until_ready, steps, warmup)
+    result["parameters"] = int(sum(np.prod(s) for _, s in shapes))
+    result["tensors"] = len(shapes)
+    return result
+
+
+def worker_probe(probe, model, steps, warmup):
+    """A bandwidth probe over the BERT tensors, XLA-compiled; returns its JSON result."""
+    import keras
+
+    shapes = bert_shapes(model)
+    arrays = [random_arrays(shapes, seed, 0.02) for seed in range(3)]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        w, m = ([tf.Variable(a) for a in group] for group in arrays[:2])
+        g = [tf.constant(a) for a in arrays[2]]
+
+        def kernel():
+            for wi, mi, gi in zip(w, m, g):
+                if probe == "copy":
+                    mi.assign(wi)
+                elif probe == "triad":
+                    mi.assign(wi + 0.5 * gi)
+                else:
+                    mi.assign(0.9 * mi + gi)
+                    wi.assign_sub(0.1 * mi)
+
+        result = time_steps(tf.function(kernel, jit_compile=True), lambda _: None, steps, warmup)
+    else:
+        import jax
+
+        def kernel(w, m, g):
+            if probe == "copy":
+                return w, [wi.copy() for wi in w]
+            if probe == "triad":
+                return w, [wi + 0.5 * gi for wi, gi in zip(w, g)]
+            m = [0.9 * mi + gi for mi, gi in zip(m, g)]
+            return [wi - 0.1 * mi for wi, mi in zip(w, m)], m
+
+        jitted = jax.jit(kernel, donate_argnums=(0, 1) if probe == "momentum" else (1,))
+        state = {k: [jax.numpy.asarray(a) for a in group] for k, group in zip("wmg", arrays)}
+
+        def step():
+            state["w"], state["m"] = jitted(state["w"], state["m"], state["g"])
+            return state["m"]
+
+        result = time_steps(step, jax.block_until_ready, steps, warmup)
+    parameters = int(sum(np.prod(s) for _, s in shapes))
+    result["bandwidth"] = PROBE_BYTES[probe] * parameters / result["min_s"]
+    return result
+
+
+def worker_train_step(optimizer_name, model, steps, warmup, batch, sequence):
+    """One training step of a BERT-sized masked-LM model (TensorFlow backend)."""
+    import keras
+    import tensorflow as tf
+
+    hidden, ffn, layers, heads = MODELS[model]
+    tokens = keras.Input((sequence,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, hidden, name="embeddings")(tokens)
+    x = x + keras.layers.Embedding(MAX_POSITIONS, hidden, name="position_embeddings")(
+        keras.ops.arange(sequence)[None, :]
+    )
+    x = keras.layers.LayerNormalization(name="embeddings_layer_norm")(x)
+    for i in range(layers):
+        attention = keras.layers.MultiHeadAttention(heads, hidden // heads, name=f"attention_{i}")
+        x = keras.layers.LayerNormalization(name=f"attention_layer_norm_{i}")(x + attention(x, x))
+        y = keras.layers.Dense(ffn, activation="gelu", name=f"intermediate_{i}")(x)
+        y = keras.layers.Dense(hidden, name=f"output_{i}")(y)
+        x = keras.layers.LayerNormalization(name=f"output_layer_norm_{i}")(x + y)
+    logits = keras.layers.Dense(VOCAB, name="mlm_logits")(x)
+    net = keras.Model(tokens, logits)
+    if optimizer_name == "lamb":
+        optimizer = make_optimizer("lamb", "fused-xla")
+    else:
+        optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01)
+        optimizer.exclude_from_weight_decay(var_names=["layer_norm", "bias"])
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.integers(0, VOCAB, (batch, sequence)), tf.int32)
+    labels = tf.constant(rng.integers(0, VOCAB, (batch, sequence)), tf.int32)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    weights = net.trainable_variables
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, net(inputs, training=True))
+        optimizer.apply(tape.gradient(loss, weights), weights)
+        return loss
+
+    result = time_steps(step, lambda _: None, steps, warmup)
+    result["parameters"] = int(sum(np.prod(v.shape) for v in weights))
+    return result
+
+
+def run_worker(args):
+    if args.worker.startswith("probe/"):
+        result = worker_probe(args.worker[6:], args.model, args.steps, args.warmup)
+    elif args.worker.startswith("train/"):
+        result = worker_train_step(
+            args.worker[6:], args.model, args.train_steps, 1, args.batch, args.sequence
+        )
+    else:
+        result = worker_optimizer(args.worker, args.model, args.steps, args.warmup)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(job, backend, args):
+    """Runs one job in a fresh process with ``KERAS_BACKEND=backend``; its result, or None."""
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env.get("PYTHONPATH", "")]
+    )
+    command = [sys.executable, os.path.abspath(__file__), f"--worker={job}", f"--model={args.model}",
+               f"--steps={args.steps}", f"--warmup={args.warmup}", f"--train-steps={args.train_steps}",
+               f"--batch={args.batch}", f"--sequence={args.sequence}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+    print(f"  [{backend}] {job} failed (exit {done.returncode}):\n{tail}", file=sys.stderr)
+    return None
+
+
+def installed(backend):
+    module = {"tensorflow": "tensorflow", "jax": "jax"}[backend]
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def mib(n):
+    return f"{n / 2**20:,.0f}"
+
+
+def print_optimizer_table(backend, results, probes, parameters):
+    bandwidth = max(p["bandwidth"] for p in probes.values()) if probes else None
+    print(f"\n## {backend}: optimizer step, {parameters / 1e6:.1f}M float32 parameters\n")
+    if bandwidth:
+        probe_text = ", ".join(f"{k} {v['bandwidth'] / 1e9:.1f}" for k, v in probes.items())
+        print(f"Bandwidth probe (GB/s, best of {len(probes)}): {probe_text}; floor uses "
+              f"{bandwidth / 1e9:.1f} GB/s.\n")
+    print("| optimizer | path | compile | median ms | floor ms | x floor | vs keras Lamb | extra MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    keras_lamb = {}
+    for (row, name, path, outer, _), result in results:
+        if name == "keras_lamb" and result:
+            keras_lamb[outer] = result["median_s"]
+    for (row, name, path, outer, _), result in results:
+        if result is None:
+            print(f"| {name} | {path} | {outer} | failed | | | | | |")
+            continue
+        compiled = "xla" if (outer == "xla" or path == "fused-xla" or backend == "jax") else "graph"
+        floor = FLOOR_BYTES[name] * parameters / bandwidth if bandwidth else None
+        reference = keras_lamb.get("xla" if compiled == "xla" and backend != "jax" else "graph")
+        median = result["median_s"]
+        print(
+            f"| {name} | {path} | {compiled if backend != 'jax' else 'jax.jit'} | {median * 1e3:,.0f} | "
+            f"{floor * 1e3:,.0f} | {median / floor:.2f} | "
+            f"{reference / median:.2f}x | {mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
+            if floor and reference
+            else f"| {name} | {path} | {compiled} | {median * 1e3:,.0f} | | | | {mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
+        )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="bert-base")
+    parser.add_argument("--backends", default="tensorflow,jax",
+                        help="Comma-separated Keras backends; those not installed are skipped.")
+    parser.add_argument("--rows", default="",
+                        help="Only rows whose id starts with one of these (comma-separated), e.g. lamb,keras_lamb.")
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per row (the median is shown).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (compilation).")
+    parser.add_argument("--no-train-step", action="store_true", help="Skip the training-step table.")
+    parser.add_argument("--train-steps", type=int, default=5, help="Timed steps of the training-step table.")
+    parser.add_argument("--batch", type=int, default=8, help="Sequences per training step.")
+    parser.add_argument("--sequence", type=int, default=128, help="Tokens per sequence.")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return run_worker(args)
+    prefixes = tuple(p for p in args.rows.split(",") if p)
+    parameters = int(sum(np.prod(s) for _, s in bert_shapes(args.model)))
+    print(f"# {args.model}: {parameters / 1e6:.1f}M parameters in {len(bert_shapes(args.model))} tensors; "
+          f"median of {args.steps} steps after {args.warmup}; {os.cpu_count()} CPUs")
+    for backend in [b for b in args.backends.split(",") if b]:
+        if not installed(backend):
+            print(f"\n({backend} is not installed: skipped)")
+            continue
+        probes = {}
+        for probe in PROBES:
+            result = spawn(f"probe/{probe}", backend, args)
+            if result:
+                probes[probe] = result
+        rows = [r for r in ROWS if backend in r[4] and (not prefixes or r[0].startswith(prefixes))]
+        results = [(row, spawn(row[0], backend, args)) for row in rows]
+        print_optimizer_table(backend, results, probes, parameters)
+    if not args.no_train_step and installed("tensorflow"):
+        print(f"\n## tensorflow: one training step of a {args.model}-sized masked-LM model "
+              f"(batch {args.batch} x {args.sequence} tokens; graph mode, LAMB fused with XLA)\n")
+        print("| optimizer | median s | vs AdamW |")
+        print("|---|---|---|")
+        times = {name: spawn(f"train/{name}", "tensorflow", args) for name in ("adamw", "lamb")}
+        base = times["adamw"]["median_s"] if times["adamw"] else None
+        for name, result in times.items():
+            if result:
+                ratio = f"{result['median_s'] / base:.3f}" if base else ""
+                print(f"| {name} | {result['median_s']:.3f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

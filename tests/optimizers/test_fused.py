@@ -1,0 +1,137 @@
+"""The fused step: one call for all layers, compiled once, with per-layer statistics."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lamb
+from tests.optimizers import harness
+from tests.optimizers.reference import LAMBReference, LANSReference, ratio
+from tf_lamb.optimizers import layerwise
+
+BACKEND = keras.backend.backend()
+PATHS = ["encoder/scale", "encoder/bias", "encoder/dense/kernel", "encoder/conv/kernel", "encoder/LayerNorm/beta"]
+WEIGHTS = list(harness.initial_weights(seed=21).values())
+
+
+def _tensors(arrays):
+    return [keras.ops.convert_to_tensor(np.asarray(a, "float32")) for a in arrays]
+
+
+def test_the_private_keras_seams_have_the_signatures_the_fused_step_overrides():
+    # Fails loudly when a Keras release changes the hooks: widen FUSED_KERAS_VERSIONS only
+    # after this passes on it.
+    base = inspect.signature(keras.optimizers.Optimizer._backend_update_step)
+    assert list(base.parameters) == ["self", "grads", "trainable_variables", "learning_rate"]
+    optimizer = tf_lamb.LAMB(gradient_accumulation_steps=2)
+    optimizer.build([harness.make_variable("w", np.ones(2))])
+    assert optimizer._iterations is not None and optimizer.gradient_accumulation_steps == 2
+    if BACKEND == "tensorflow":
+        hook = inspect.signature(keras.optimizers.Optimizer._distributed_tf_update_step)
+        assert list(hook.parameters) == ["self", "distribution", "grads_and_vars", "learning_rate"]
+        assert hasattr(keras.optimizers.Optimizer, "_all_reduce_sum_gradients")
+
+
+def test_fused_true_on_an_untested_keras_raises_naming_the_argument(monkeypatch):
+    monkeypatch.setattr(layerwise, "fused_supported", lambda: False)
+    with pytest.raises(ValueError, match="fused=True"):
+        tf_lamb.LAMB(fused=True)
+    assert tf_lamb.LAMB()._fused_active is False  # fused=None falls back quietly
+
+
+@pytest.mark.parametrize(
+    "optimizer_class, reference_class",
+    [(tf_lamb.LAMB, LAMBReference), (tf_lamb.LANS, LANSReference)],
+    ids=["LAMB", "LANS"],
+)
+def test_layer_statistics_equal_the_reference_norms_and_ratios(
+    optimizer_path, optimizer_class, reference_class
+):
+    # ||w|| before the step, ||u_k|| and ratio_k of each direction, every step; the bias
+    # is excluded (recorded as 0, 0, 1). Tolerance: float32 rounding of a norm.
+    optimizer = optimizer_class(
+        learning_rate=0.01, weight_decay=0.01, exclude_from_weight_decay=["bias"]
+    )
+    adapts = ["bias" not in p for p in PATHS]
+    reference = reference_class(WEIGHTS, 0.01, wd=0.01, decays=adapts, adapts=adapts)
+    variables = [harness.make_variable(p, w) for p, w in zip(PATHS, WEIGHTS)]
+    for grads in harness.random_gradients(6, seed=22):
+        optimizer.apply_gradients(zip(_tensors(grads), variables))
+        reference.step(grads)
+        stats = optimizer.layer_statistics()
+        assert list(stats["path"]) == PATHS and list(stats["adapts"]) == adapts
+        for i, (weight_norm, norms, ratios) in enumerate(reference.statistics):
+            if not adapts[i]:
+                weight_norm, norms, ratios = 0.0, [0.0] * len(norms), [1.0] * len(ratios)
+            np.testing.assert_allclose(stats["weight_norm"][i], weight_norm, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(stats["update_norm"][i], norms, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(stats["trust_ratio"][i], ratios, rtol=1e-5, atol=1e-7)
+
+
+def test_classic_lars_records_the_gradient_norm_and_its_ratio(optimizer_path):
+    optimizer = tf_lamb.LARS(learning_rate=1.0, weight_decay=1e-3, trust_coefficient=0.01)
+    variables = [harness.make_variable(p, w) for p, w in zip(PATHS, WEIGHTS)]
+    grads = harness.random_gradients(1, seed=23)[0]
+    before = [np.array(w, np.float64) for w in WEIGHTS]
+    optimizer.apply_gradients(zip(_tensors(grads), variables))
+    stats = optimizer.layer_statistics()
+    for i, (w, g) in enumerate(zip(before, grads)):
+        w_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
+        expected = ratio(w_norm, g_norm, 0.01, offset=1e-3 * w_norm)
+        np.testing.assert_allclose(stats["weight_norm"][i], w_norm, rtol=1e-5)
+        np.testing.assert_allclose(stats["update_norm"][i, 0], g_norm, rtol=1e-5)
+        np.testing.assert_allclose(stats["trust_ratio"][i, 0], expected, rtol=1e-5)
+
+
+def test_statistics_need_a_built_optimizer():
+    with pytest.raises(ValueError, match="not built"):
+        tf_lamb.LAMB().layer_statistics()
+
+
+def _flipping_gradients(step):
+    """Random gradients, except that a layer's gradient is zero on odd steps: its trust
+    ratio flips between the formula and the zero-norm rule."""
+    grads = harness.random_gradients(1, seed=30 + step)[0]
+    if step % 2:
+        grads[2] = np.zeros_like(grads[2])
+    return grads
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="PyTorch runs the step eagerly: nothing is traced")
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+def test_the_step_is_traced_once_while_the_learning_rate_and_ratio_branches_change(
+    optimizer_class,
+):
+    # A schedule changes the learning rate every step and a layer's trust ratio switches
+    # between its two branches; neither may retrace (pytorch/xla#2511 recompiled LAMB every
+    # step). The counter counts executions of the fused step's Python body: once per trace.
+    schedule = keras.optimizers.schedules.PolynomialDecay(0.01, 10, end_learning_rate=0.001)
+    optimizer = optimizer_class(learning_rate=schedule, weight_decay=0.01)
+    variables = [harness.make_variable(p, w) for p, w in zip(PATHS, WEIGHTS)]
+    optimizer.build(variables)
+    if BACKEND == "tensorflow":
+        for step in range(6):
+            optimizer.apply(_tensors(_flipping_gradients(step)), variables)
+    else:
+        import jax
+
+        @jax.jit
+        def apply(optimizer_values, trainable_values, grads):
+            return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
+
+        opt_values = [v.value for v in optimizer.variables]
+        train_values = [v.value for v in variables]
+        for step in range(6):
+            train_values, opt_values = apply(opt_values, train_values, _tensors(_flipping_gradients(step)))
+        assert apply._cache_size() == 1
+    assert optimizer._fused_step_traces == 1
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's jit_compile switch")
+def test_fused_step_without_xla_equals_the_reference():
+    optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
+    reference = LAMBReference(WEIGHTS, 0.01, wd=0.01)
+    harness.run_and_compare(optimizer, reference, WEIGHTS, PATHS)
+    assert optimizer._compiled_step is None and optimizer._fused_step_traces == 25
