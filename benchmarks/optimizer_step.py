@@ -19,6 +19,7 @@ step (forward, backward, apply) of a BERT-base-sized masked-LM model, LAMB again
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -361,33 +362,41 @@ def mib(n):
     return f"{n / 2**20:,.0f}"
 
 
+def compile_mode(backend, path, outer):
+    """How a row's step is compiled: ``jax.jit``, ``xla`` or ``graph``."""
+    if backend == "jax":
+        return "jax.jit"
+    return "xla" if outer == "xla" or path == "fused-xla" else "graph"
+
+
 def print_optimizer_table(backend, results, probes, parameters):
-    bandwidth = max(p["bandwidth"] for p in probes.values()) if probes else None
+    """One markdown table: each row's median, its floor, and its speed-up on keras' Lamb
+    compiled the same way."""
+    bandwidth = max((p["bandwidth"] for p in probes.values()), default=None)
     print(f"\n## {backend}: optimizer step, {parameters / 1e6:.1f}M float32 parameters\n")
     if bandwidth:
         probe_text = ", ".join(f"{k} {v['bandwidth'] / 1e9:.1f}" for k, v in probes.items())
-        print(f"Bandwidth probe (GB/s, best of {len(probes)}): {probe_text}; floor uses "
+        print(f"Bandwidth probe (GB/s): {probe_text}; the floors use the best, "
               f"{bandwidth / 1e9:.1f} GB/s.\n")
-    print("| optimizer | path | compile | median ms | floor ms | x floor | vs keras Lamb | extra MiB | peak RSS MiB |")
+    keras_lamb = {
+        compile_mode(backend, path, outer): result["median_s"]
+        for (_, name, path, outer, _), result in results
+        if name == "keras_lamb" and result
+    }
+    print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb | extra MiB | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
-    keras_lamb = {}
-    for (row, name, path, outer, _), result in results:
-        if name == "keras_lamb" and result:
-            keras_lamb[outer] = result["median_s"]
-    for (row, name, path, outer, _), result in results:
+    for (_, name, path, outer, _), result in results:
+        mode = compile_mode(backend, path, outer)
         if result is None:
-            print(f"| {name} | {path} | {outer} | failed | | | | | |")
+            print(f"| {name} | {path} | {mode} | failed | | | | | |")
             continue
-        compiled = "xla" if (outer == "xla" or path == "fused-xla" or backend == "jax") else "graph"
-        floor = FLOOR_BYTES[name] * parameters / bandwidth if bandwidth else None
-        reference = keras_lamb.get("xla" if compiled == "xla" and backend != "jax" else "graph")
         median = result["median_s"]
+        floor = FLOOR_BYTES[name] * parameters / bandwidth if bandwidth else math.nan
+        reference = keras_lamb.get(mode, math.nan)
         print(
-            f"| {name} | {path} | {compiled if backend != 'jax' else 'jax.jit'} | {median * 1e3:,.0f} | "
-            f"{floor * 1e3:,.0f} | {median / floor:.2f} | "
-            f"{reference / median:.2f}x | {mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
-            if floor and reference
-            else f"| {name} | {path} | {compiled} | {median * 1e3:,.0f} | | | | {mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
+            f"| {name} | {path} | {mode} | {median * 1e3:,.0f} | {floor * 1e3:,.0f} | "
+            f"{median / floor:.2f} | {reference / median:.2f}x | "
+            f"{mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
         )
 
 

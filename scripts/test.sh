@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
-# TensorFlow backend, then the optimizer and schedule tests again on JAX and on PyTorch.
+# TensorFlow backend, then the optimizer, schedule and callback tests again on JAX and on
+# PyTorch.
 # Fails on a failing test and on "no tests collected" (pytest exit code 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,6 @@ run() {
     if [ $rc != 0 ]; then status=1; fi
 }
 run tensorflow tests
-run jax tests/optimizers tests/schedules
-run torch tests/optimizers tests/schedules
+run jax tests/optimizers tests/schedules tests/test_callbacks.py
+run torch tests/optimizers tests/schedules tests/test_callbacks.py
 exit $status

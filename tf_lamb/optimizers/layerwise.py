@@ -509,7 +509,7 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
 
         Args:
             variable: any variable of the step (its device tells CPU from accelerator).
-            compiled: bool, whether XLA compiles the step (always on JAX).
+            compiled: bool, whether XLA compiles the step (on JAX, decided here).
         """
         backend = keras.backend.backend()
         if backend == "tensorflow":
@@ -518,8 +518,10 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         elif backend == "jax":
             import jax
 
-            compiled = True
-            method = "fold" if jax.default_backend() == "cpu" else "reduce"
+            # JAX's XLA:CPU runs this step fastest as plain reductions over directions built
+            # once (benchmarks/README.md); on accelerators, two passes as on TensorFlow.
+            method = "reduce"
+            compiled = jax.default_backend() != "cpu"
         else:
             method = "norm"
         self._step_norm_method = method

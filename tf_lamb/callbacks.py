@@ -1,0 +1,181 @@
+"""Trust-ratio telemetry: per-layer ratios and norms to TensorBoard, and warnings.
+
+The optimizers keep the last step's per-layer weight norm, update norm and trust ratio as state
+(:meth:`tf_lamb.optimizers.LayerwiseOptimizer.layer_statistics`), computed by the step itself at
+no extra pass. :class:`TrustRatioMonitor` reads them every few steps. Ratios that are 0, not
+finite, or pinned at ``max_trust_ratio`` are the usual first sign of a diverging large-batch run
+(a layer that stopped moving, a NaN spreading, or a cap doing the work of a schedule), so the
+monitor warns about them by layer path.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+#: What :func:`find_suspect_layers` reports, and what each means.
+SUSPECT_KINDS = {
+    "zero": "trust ratio 0: the layer does not move",
+    "not_finite": "a NaN or infinite norm or trust ratio (a NaN norm gets ratio 1 by the "
+    "zero-norm rule, so the norms are checked too)",
+    "at_cap": "trust ratio at max_trust_ratio: the cap, not the ratio, sets the step",
+}
+
+
+def find_suspect_layers(statistics, max_trust_ratio=None, rtol=1e-6):
+    """Layers whose trust ratio is 0, not finite, or at the cap, from ``layer_statistics()``.
+
+    Layers that are not adapted (ratio fixed at 1) are never suspect. A non-finite weight or
+    update norm counts as ``"not_finite"`` even though its ratio reads 1.
+
+    Args:
+        statistics: the dict :meth:`LayerwiseOptimizer.layer_statistics` returns.
+        max_trust_ratio: the optimizer's cap, or None for no cap.
+        rtol: relative tolerance of "at the cap".
+
+    Returns:
+        A dict from each kind of :data:`SUSPECT_KINDS` to the list of layer paths (a path
+        appears once per kind even when several of its directions are suspect).
+    """
+    ratios = np.asarray(statistics["trust_ratio"], np.float64)
+    adapted = np.asarray(statistics["adapts"], bool)[:, None]
+    finite = np.isfinite(ratios)
+    for key in ("update_norm", "weight_norm"):
+        if key in statistics:
+            norms = np.asarray(statistics[key], np.float64).reshape(len(ratios), -1)
+            finite &= np.isfinite(norms)
+    masks = {
+        "zero": ratios == 0.0,
+        "not_finite": ~finite,
+        "at_cap": (
+            np.isclose(ratios, max_trust_ratio, rtol=rtol, atol=0.0)
+            if max_trust_ratio is not None
+            else np.zeros_like(ratios, bool)
+        ),
+    }
+    paths = np.asarray(statistics["path"])
+    return {kind: list(paths[(mask & adapted).any(axis=1)]) for kind, mask in masks.items()}
+
+
+def layerwise_optimizer(optimizer):
+    """The :class:`LayerwiseOptimizer` inside ``optimizer`` (unwrapping a LossScaleOptimizer).
+
+    Raises:
+        ValueError: there is none.
+    """
+    from tf_lamb.optimizers.layerwise import LayerwiseOptimizer
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(inner, LayerwiseOptimizer):
+        raise ValueError(
+            "TrustRatioMonitor needs a tf_lamb optimizer (LAMB, LARS or LANS), possibly inside "
+            f"a LossScaleOptimizer. Received: {type(optimizer).__name__}"
+        )
+    return inner
+
+
+class TrustRatioMonitor(keras.callbacks.Callback):
+    """Writes per-layer trust ratios and norms to TensorBoard and warns about odd ratios.
+
+    Every ``every_n_steps`` optimizer steps it reads the optimizer's ``layer_statistics()``
+    (no extra computation in the step) and:
+
+    - with ``log_dir``, writes histograms ``trust_ratio``, ``weight_norm`` and ``update_norm``
+      over the adapted layers, scalars ``trust_ratio/min``, ``/median`` and ``/max``, and
+      ``suspect_layers/<kind>`` counts, at the optimizer's step (TensorBoard's x axis);
+    - warns (``RuntimeWarning``, once per layer and kind) about layers whose ratio is 0, NaN
+      or infinite, or at ``max_trust_ratio`` (:data:`SUSPECT_KINDS`).
+
+    Use it in ``model.fit(callbacks=[...])``, or call :meth:`record` from a custom training
+    loop. Summaries go through ``tf.summary``, so ``log_dir`` needs TensorFlow installed (any
+    Keras backend); warnings need nothing.
+
+    Args:
+        log_dir: str or None, the TensorBoard folder (e.g. Keras' TensorBoard ``log_dir`` +
+            ``"/trust_ratios"``). None: warnings only.
+        every_n_steps: int >= 1, optimizer steps between reads. Default 100.
+        warn: bool, emit the warnings. Default True.
+
+    Raises:
+        ValueError: ``every_n_steps`` < 1.
+        ImportError: ``log_dir`` is given and TensorFlow is not installed.
+    """
+
+    def __init__(self, log_dir=None, every_n_steps=100, warn=True):
+        super().__init__()
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(
+                "Argument `every_n_steps` must be an integer >= 1. "
+                f"Received: every_n_steps={every_n_steps!r}"
+            )
+        self.log_dir = log_dir
+        self.every_n_steps = every_n_steps
+        self.warn = bool(warn)
+        self._warned = set()
+        self._writer = None
+        if log_dir is not None:
+            import tensorflow as tf  # noqa: F401  (fails here, not at the first write)
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = layerwise_optimizer(self.model.optimizer)
+        step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        if step > 0 and step % self.every_n_steps == 0:
+            self.record(optimizer, step)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+
+    def record(self, optimizer, step):
+        """Reads ``optimizer``'s statistics, writes them and warns; returns the suspect layers.
+
+        Args:
+            optimizer: a tf_lamb optimizer (or a LossScaleOptimizer around one), built.
+            step: int, the step to log at.
+
+        Returns:
+            The dict of :func:`find_suspect_layers`.
+        """
+        optimizer = layerwise_optimizer(optimizer)
+        statistics = optimizer.layer_statistics()
+        suspects = find_suspect_layers(statistics, optimizer.max_trust_ratio)
+        if self.log_dir is not None:
+            self._write(statistics, suspects, step)
+        if self.warn:
+            self._warn(suspects, step)
+        return suspects
+
+    def _write(self, statistics, suspects, step):
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        adapted = np.asarray(statistics["adapts"], bool)
+        ratios = statistics["trust_ratio"][adapted].ravel()
+        with self._writer.as_default(step=step):
+            tf.summary.histogram("trust_ratio", ratios)
+            tf.summary.histogram("weight_norm", statistics["weight_norm"][adapted])
+            tf.summary.histogram("update_norm", statistics["update_norm"][adapted].ravel())
+            finite = ratios[np.isfinite(ratios)]
+            if finite.size:
+                tf.summary.scalar("trust_ratio/min", float(finite.min()))
+                tf.summary.scalar("trust_ratio/median", float(np.median(finite)))
+                tf.summary.scalar("trust_ratio/max", float(finite.max()))
+            for kind, paths in suspects.items():
+                tf.summary.scalar(f"suspect_layers/{kind}", len(paths))
+
+    def _warn(self, suspects, step):
+        for kind, paths in suspects.items():
+            new = [p for p in paths if (kind, p) not in self._warned]
+            if not new:
+                continue
+            self._warned.update((kind, p) for p in new)
+            shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+            warnings.warn(
+                f"Step {step}: {len(new)} layer(s) with {SUSPECT_KINDS[kind]}: {shown}.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+__all__ = ["SUSPECT_KINDS", "TrustRatioMonitor", "find_suspect_layers", "layerwise_optimizer"]
