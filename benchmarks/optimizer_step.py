@@ -129,23 +129,31 @@ class PeakMemory:
         self._thread.join()
 
 
-def time_steps(step, sync, steps, warmup):
-    """Median and min seconds of ``step()`` over ``steps`` calls after ``warmup`` calls, and
-    the memory the timed steps needed beyond what was resident before them."""
-    for _ in range(warmup):
-        sync(step())
-    times = []
-    before = rss_bytes()
+def time_interleaved(steppers, steps, warmup):
+    """Times several ``(step, sync)`` pairs in turn, step by step, so that drift in a shared
+    machine's speed hits them all alike.
+
+    Returns:
+        ``{name: {"median_s", "min_s", "extra_bytes"}}``: the median and best of ``steps``
+        timed calls after ``warmup`` untimed ones, and the most memory one call held beyond
+        what was resident when it started (its temporaries).
+    """
+    for step, sync in steppers.values():
+        for _ in range(warmup):
+            sync(step())
+    times = {name: [] for name in steppers}
+    extra = dict.fromkeys(steppers, 0)
     with PeakMemory() as memory:
         for _ in range(steps):
-            start = time.perf_counter()
-            sync(step())
-            times.append(time.perf_counter() - start)
+            for name, (step, sync) in steppers.items():
+                before = memory.peak = rss_bytes()
+                start = time.perf_counter()
+                sync(step())
+                times[name].append(time.perf_counter() - start)
+                extra[name] = max(extra[name], memory.peak - before)
     return {
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "extra_bytes": max(0, memory.peak - before),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        name: {"median_s": statistics.median(t), "min_s": min(t), "extra_bytes": extra[name]}
+        for name, t in times.items()
     }
 
 
@@ -190,12 +198,10 @@ def make_optimizer(name, path):
     return optimizer
 
 
-def worker_optimizer(row, model, steps, warmup):
-    """Times one row in this process; returns its JSON result."""
+def optimizer_stepper(name, path, outer, shapes):
+    """``(step, sync, optimizer)`` applying one optimizer to fresh BERT-shaped variables."""
     import keras
 
-    _, name, path, outer, _ = next(r for r in ROWS if r[0] == row)
-    shapes = bert_shapes(model)
     variables = [
         keras.Variable(a, name=p.replace("/", "_"))
         for (p, _), a in zip(shapes, random_arrays(shapes, 0, 0.02))
@@ -203,42 +209,33 @@ def worker_optimizer(row, model, steps, warmup):
     grads = [keras.ops.convert_to_tensor(a) for a in random_arrays(shapes, 1, 1e-3)]
     optimizer = make_optimizer(name, path)
     optimizer.build(variables)
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         step = tf.function(lambda: optimizer.apply(grads, variables), jit_compile=outer == "xla")
-        result = time_steps(step, lambda _: None, steps, warmup)
-    else:
-        import jax
+        return step, lambda _: None, optimizer
+    import jax
 
-        def apply(optimizer_values, trainable_values, grads):
-            return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
+    def apply(optimizer_values, trainable_values, grads):
+        return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
 
-        jitted = jax.jit(apply, donate_argnums=(0, 1))
-        state = {
-            "opt": [v.value for v in optimizer.variables],
-            "train": [v.value for v in variables],
-        }
+    jitted = jax.jit(apply, donate_argnums=(0, 1))
+    state = {"opt": [v.value for v in optimizer.variables], "train": [v.value for v in variables]}
 
-        def step():
-            state["train"], state["opt"] = jitted(state["opt"], state["train"], grads)
-            return state["train"]
+    def jax_step():
+        state["train"], state["opt"] = jitted(state["opt"], state["train"], grads)
+        return state["train"]
 
-        result = time_steps(step, jax.block_until_ready, steps, warmup)
-    result["parameters"] = int(sum(np.prod(s) for _, s in shapes))
-    result["tensors"] = len(shapes)
-    return result
+    return jax_step, jax.block_until_ready, optimizer
 
 
-def worker_probe(probe, model, steps, warmup):
-    """A bandwidth probe over the BERT tensors, XLA-compiled; returns its JSON result."""
+def probe_stepper(probe, shapes):
+    """``(step, sync)`` of a bandwidth probe over the BERT tensors, XLA-compiled: ``copy``
+    (m = w), ``triad`` (m = w + 0.5 g) or ``momentum`` (m = 0.9 m + g; w -= 0.1 m)."""
     import keras
 
-    shapes = bert_shapes(model)
     arrays = [random_arrays(shapes, seed, 0.02) for seed in range(3)]
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
+    if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         w, m = ([tf.Variable(a) for a in group] for group in arrays[:2])
@@ -254,35 +251,67 @@ def worker_probe(probe, model, steps, warmup):
                     mi.assign(0.9 * mi + gi)
                     wi.assign_sub(0.1 * mi)
 
-        result = time_steps(tf.function(kernel, jit_compile=True), lambda _: None, steps, warmup)
-    else:
-        import jax
+        return tf.function(kernel, jit_compile=True), lambda _: None
+    import jax
 
-        def kernel(w, m, g):
-            if probe == "copy":
-                return w, [wi.copy() for wi in w]
-            if probe == "triad":
-                return w, [wi + 0.5 * gi for wi, gi in zip(w, g)]
-            m = [0.9 * mi + gi for mi, gi in zip(m, g)]
-            return [wi - 0.1 * mi for wi, mi in zip(w, m)], m
+    def jax_kernel(w, m, g):
+        if probe == "copy":
+            return w, [wi.copy() for wi in w]
+        if probe == "triad":
+            return w, [wi + 0.5 * gi for wi, gi in zip(w, g)]
+        m = [0.9 * mi + gi for mi, gi in zip(m, g)]
+        return [wi - 0.1 * mi for wi, mi in zip(w, m)], m
 
-        jitted = jax.jit(kernel, donate_argnums=(0, 1) if probe == "momentum" else (1,))
-        state = {k: [jax.numpy.asarray(a) for a in group] for k, group in zip("wmg", arrays)}
+    jitted = jax.jit(jax_kernel, donate_argnums=(0, 1) if probe == "momentum" else (1,))
+    state = {k: [jax.numpy.asarray(a) for a in group] for k, group in zip("wmg", arrays)}
 
-        def step():
-            state["w"], state["m"] = jitted(state["w"], state["m"], state["g"])
-            return state["m"]
+    def jax_step():
+        state["w"], state["m"] = jitted(state["w"], state["m"], state["g"])
+        return state["m"]
 
-        result = time_steps(step, jax.block_until_ready, steps, warmup)
-    parameters = int(sum(np.prod(s) for _, s in shapes))
-    result["bandwidth"] = PROBE_BYTES[probe] * parameters / result["min_s"]
-    return result
+    return jax_step, jax.block_until_ready
 
 
-def worker_train_step(optimizer_name, model, steps, warmup, batch, sequence):
-    """One training step of a BERT-sized masked-LM model (TensorFlow backend)."""
+def worker_optimizer(row, model, steps, warmup):
+    """Times one row, ``keras.optimizers.Lamb`` compiled the same way and the three
+    bandwidth probes, interleaved in this process; returns the JSON result."""
     import keras
-    import tensorflow as tf
+
+    _, name, path, outer, _ = next(r for r in ROWS if r[0] == row)
+    shapes = bert_shapes(model)
+    parameters = int(sum(np.prod(s) for _, s in shapes))
+    step, sync, optimizer = optimizer_stepper(name, path, outer, shapes)
+    steppers = {"row": (step, sync)}
+    if name != "keras_lamb":
+        keras_outer = "xla" if compile_mode(keras.backend.backend(), path, outer) == "xla" else outer
+        steppers["keras_lamb"] = optimizer_stepper("keras_lamb", "-", keras_outer, shapes)[:2]
+    for probe in PROBES:
+        steppers[probe] = probe_stepper(probe, shapes)
+    timings = time_interleaved(steppers, steps, warmup)
+    bandwidth = max(PROBE_BYTES[p] * parameters / timings[p]["median_s"] for p in PROBES)
+    row_time = timings["row"]["median_s"]
+    slot_bytes = sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables
+    )
+    return {
+        "median_s": row_time,
+        "min_s": timings["row"]["min_s"],
+        "floor_s": FLOOR_BYTES[name] * parameters / bandwidth,
+        "bandwidth": bandwidth,
+        "probes": {p: PROBE_BYTES[p] * parameters / timings[p]["median_s"] for p in PROBES},
+        "keras_lamb_s": timings.get("keras_lamb", timings["row"])["median_s"],
+        "extra_bytes": timings["row"]["extra_bytes"],
+        "slot_bytes": slot_bytes,
+        "parameters": parameters,
+        "tensors": len(shapes),
+        "largest_variable_bytes": 4 * max(int(np.prod(s)) for _, s in shapes),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def bert_mlm_model(model, sequence):
+    """A BERT encoder of ``model``'s size with a (untied) masked-LM output layer."""
+    import keras
 
     hidden, ffn, layers, heads = MODELS[model]
     tokens = keras.Input((sequence,), dtype="int32")
@@ -297,38 +326,45 @@ def worker_train_step(optimizer_name, model, steps, warmup, batch, sequence):
         y = keras.layers.Dense(ffn, activation="gelu", name=f"intermediate_{i}")(x)
         y = keras.layers.Dense(hidden, name=f"output_{i}")(y)
         x = keras.layers.LayerNormalization(name=f"output_layer_norm_{i}")(x + y)
-    logits = keras.layers.Dense(VOCAB, name="mlm_logits")(x)
-    net = keras.Model(tokens, logits)
-    if optimizer_name == "lamb":
-        optimizer = make_optimizer("lamb", "fused-xla")
-    else:
-        optimizer = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01)
-        optimizer.exclude_from_weight_decay(var_names=["layer_norm", "bias"])
+    return keras.Model(tokens, keras.layers.Dense(VOCAB, name="mlm_logits")(x))
+
+
+def worker_train_step(model, steps, warmup, batch, sequence):
+    """One training step (forward, backward, apply) of a BERT-sized masked-LM model with
+    LAMB and with AdamW, interleaved; TensorFlow backend, each as ``tf.function`` (graph),
+    as Keras runs a CPU step by default."""
+    import keras
+    import tensorflow as tf
+
     rng = np.random.default_rng(0)
     inputs = tf.constant(rng.integers(0, VOCAB, (batch, sequence)), tf.int32)
     labels = tf.constant(rng.integers(0, VOCAB, (batch, sequence)), tf.int32)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    weights = net.trainable_variables
 
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, net(inputs, training=True))
-        optimizer.apply(tape.gradient(loss, weights), weights)
-        return loss
+    def train_step(net, optimizer):
+        weights = net.trainable_variables
+        optimizer.build(weights)
 
-    result = time_steps(step, lambda _: None, steps, warmup)
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, net(inputs, training=True))
+            optimizer.apply(tape.gradient(loss, weights), weights)
+            return loss
+
+        return step, lambda _: None
+
+    nets = {name: bert_mlm_model(model, sequence) for name in ("adamw", "lamb")}
+    steppers = {name: train_step(net, make_optimizer(name, "fused-xla")) for name, net in nets.items()}
+    weights = nets["lamb"].trainable_variables
+    result = time_interleaved(steppers, steps, warmup)
     result["parameters"] = int(sum(np.prod(v.shape) for v in weights))
     return result
 
 
 def run_worker(args):
-    if args.worker.startswith("probe/"):
-        result = worker_probe(args.worker[6:], args.model, args.steps, args.warmup)
-    elif args.worker.startswith("train/"):
-        result = worker_train_step(
-            args.worker[6:], args.model, args.train_steps, 1, args.batch, args.sequence
-        )
+    if args.worker == "train":
+        result = worker_train_step(args.model, args.train_steps, 1, args.batch, args.sequence)
     else:
         result = worker_optimizer(args.worker, args.model, args.steps, args.warmup)
     print("RESULT " + json.dumps(result), flush=True)
@@ -369,35 +405,28 @@ def compile_mode(backend, path, outer):
     return "xla" if outer == "xla" or path == "fused-xla" else "graph"
 
 
-def print_optimizer_table(backend, results, probes, parameters):
-    """One markdown table: each row's median, its floor, and its speed-up on keras' Lamb
-    compiled the same way."""
-    bandwidth = max((p["bandwidth"] for p in probes.values()), default=None)
-    print(f"\n## {backend}: optimizer step, {parameters / 1e6:.1f}M float32 parameters\n")
-    if bandwidth:
-        probe_text = ", ".join(f"{k} {v['bandwidth'] / 1e9:.1f}" for k, v in probes.items())
-        print(f"Bandwidth probe (GB/s): {probe_text}; the floors use the best, "
-              f"{bandwidth / 1e9:.1f} GB/s.\n")
-    keras_lamb = {
-        compile_mode(backend, path, outer): result["median_s"]
-        for (_, name, path, outer, _), result in results
-        if name == "keras_lamb" and result
-    }
-    print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb | extra MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (_, name, path, outer, _), result in results:
+def print_optimizer_table(backend, results):
+    """One markdown table. Every ratio compares timings taken in the same process, in turn:
+    the row, ``keras.optimizers.Lamb`` compiled the same way, and the bandwidth probes."""
+    print(f"\n## {backend}\n")
+    print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb "
+          "| probe GB/s | slots MiB | temporaries MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    largest = None
+    for (_, name, path, outer, _), r in results:
         mode = compile_mode(backend, path, outer)
-        if result is None:
-            print(f"| {name} | {path} | {mode} | failed | | | | | |")
+        if r is None:
+            print(f"| {name} | {path} | {mode} | failed | | | | | | |")
             continue
-        median = result["median_s"]
-        floor = FLOOR_BYTES[name] * parameters / bandwidth if bandwidth else math.nan
-        reference = keras_lamb.get(mode, math.nan)
+        largest = r["largest_variable_bytes"]
         print(
-            f"| {name} | {path} | {mode} | {median * 1e3:,.0f} | {floor * 1e3:,.0f} | "
-            f"{median / floor:.2f} | {reference / median:.2f}x | "
-            f"{mib(result['extra_bytes'])} | {mib(result['peak_rss_bytes'])} |"
+            f"| {name} | {path} | {mode} | {r['median_s'] * 1e3:,.0f} | {r['floor_s'] * 1e3:,.0f} | "
+            f"{r['median_s'] / r['floor_s']:.2f} | {r['keras_lamb_s'] / r['median_s']:.2f}x | "
+            f"{r['bandwidth'] / 1e9:.0f} | {mib(r['slot_bytes'])} | {mib(r['extra_bytes'])} |"
         )
+    if largest:
+        print(f"\n(The largest single variable is {mib(largest)} MiB. Slots include the "
+              "optimizer's step counter, learning rate and layer statistics.)")
 
 
 def main():
@@ -425,25 +454,21 @@ def main():
         if not installed(backend):
             print(f"\n({backend} is not installed: skipped)")
             continue
-        probes = {}
-        for probe in PROBES:
-            result = spawn(f"probe/{probe}", backend, args)
-            if result:
-                probes[probe] = result
         rows = [r for r in ROWS if backend in r[4] and (not prefixes or r[0].startswith(prefixes))]
         results = [(row, spawn(row[0], backend, args)) for row in rows]
-        print_optimizer_table(backend, results, probes, parameters)
+        print_optimizer_table(backend, results)
     if not args.no_train_step and installed("tensorflow"):
-        print(f"\n## tensorflow: one training step of a {args.model}-sized masked-LM model "
-              f"(batch {args.batch} x {args.sequence} tokens; graph mode, LAMB fused with XLA)\n")
-        print("| optimizer | median s | vs AdamW |")
-        print("|---|---|---|")
-        times = {name: spawn(f"train/{name}", "tensorflow", args) for name in ("adamw", "lamb")}
-        base = times["adamw"]["median_s"] if times["adamw"] else None
-        for name, result in times.items():
-            if result:
-                ratio = f"{result['median_s'] / base:.3f}" if base else ""
-                print(f"| {name} | {result['median_s']:.3f} | {ratio} |")
+        print(f"\n## tensorflow: one training step of a {args.model}-sized masked-LM model\n")
+        print(f"Batch {args.batch} x {args.sequence} tokens; forward, backward and apply in one "
+              "tf.function (graph mode, as Keras runs on CPU), LAMB's apply XLA-compiled by "
+              "itself; median of the steps, taken in turn.\n")
+        result = spawn("train", "tensorflow", args)
+        if result:
+            print("| optimizer | median s | vs AdamW |")
+            print("|---|---|---|")
+            for name in ("adamw", "lamb"):
+                ratio = result[name]["median_s"] / result["adamw"]["median_s"]
+                print(f"| {name} | {result[name]['median_s']:.3f} | {ratio:.3f} |")
 
 
 if __name__ == "__main__":

@@ -51,12 +51,18 @@ class LAMB(layerwise.LayerwiseOptimizer):
             appendix text could not be checked here.
         weight_norm_bounds: ``(lower, upper)`` for ``phi``; default identity.
         max_trust_ratio: optional cap of the trust ratio (LAMBC). Default None.
-        **kwargs: ``keras.optimizers.Optimizer`` arguments: ``name``, ``global_clipnorm``
+        **kwargs: ``fused`` (default None: one fused step over all layers where this Keras
+            was tested, else Keras' per-variable loop) and ``jit_compile`` (default True:
+            TensorFlow XLA-compiles the fused step), see
+            :class:`tf_lamb.optimizers.LayerwiseOptimizer`; and the
+            ``keras.optimizers.Optimizer`` arguments: ``name``, ``global_clipnorm``
             (NVLAMB's gradient pre-normalization with 1.0), ``clipnorm``, ``clipvalue``,
             ``use_ema``, ``ema_momentum``, ``loss_scale_factor``,
             ``gradient_accumulation_steps``.
 
-    Slots: ``m`` and ``v``, each of the variable's shape and dtype.
+    Slots: ``m`` and ``v``, each of the variable's shape and dtype; and ``layer_statistics``,
+    float32 of shape (layers, 3): the last step's ``||w||``, ``||u||`` and trust ratio per
+    layer (:meth:`layer_statistics`, :class:`tf_lamb.callbacks.TrustRatioMonitor`).
 
     Raises:
         ValueError: an argument is outside its range; the message names it.

@@ -37,10 +37,11 @@ class LANS(layerwise.LayerwiseOptimizer):
             in :class:`tf_lamb.LAMB`.
         bias_correction: bool. Defaults to True.
         exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
-        max_trust_ratio: as in :class:`tf_lamb.LAMB`.
+        max_trust_ratio, fused, jit_compile: as in :class:`tf_lamb.LAMB`.
         **kwargs: ``keras.optimizers.Optimizer`` arguments.
 
-    Slots: ``m`` and ``v``, each of the variable's shape and dtype.
+    Slots: ``m`` and ``v``, each of the variable's shape and dtype; ``layer_statistics``,
+    float32 (layers, 5): ``||w||``, then ``||r||``, ``||c||`` and the two trust ratios.
 
     Raises:
         ValueError: an argument is outside its range; the message names it.

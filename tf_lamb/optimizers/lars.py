@@ -51,10 +51,12 @@ class LARS(layerwise.LayerwiseOptimizer):
         nesterov: bool. Defaults to False.
         form: ``"classic"`` or ``"paper"``. Defaults to ``"classic"``.
         exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
-        max_trust_ratio: as in :class:`tf_lamb.LAMB`.
+        max_trust_ratio, fused, jit_compile: as in :class:`tf_lamb.LAMB`.
         **kwargs: ``keras.optimizers.Optimizer`` arguments.
 
-    Slots: ``momentum``, one of each variable's shape and dtype.
+    Slots: ``momentum``, one of each variable's shape and dtype; ``layer_statistics``,
+    float32 (layers, 3): ``||w||``, the norm in the ratio's denominator (classic: ``||g||``;
+    paper: ``||m||``) and the trust ratio.
 
     Raises:
         ValueError: an argument is outside its range; the message names it.
