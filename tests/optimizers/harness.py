@@ -53,10 +53,12 @@ def random_gradients(steps, seed=1, shapes=SHAPES, scale=1.0):
     ]
 
 
-def run_and_compare(optimizer, reference, weights, paths, steps=25, seed=1, rtol=RTOL, atol=ATOL):
+def run_and_compare(
+    optimizer, reference, weights, paths, steps=25, seed=1, rtol=RTOL, atol=ATOL, shapes=SHAPES
+):
     """Applies the same random gradients to `optimizer` and `reference`; compares every step."""
     variables = [make_variable(p, w) for p, w in zip(paths, weights)]
-    for k, grads in enumerate(random_gradients(steps, seed)):
+    for k, grads in enumerate(random_gradients(steps, seed, shapes)):
         optimizer.apply_gradients(
             zip([keras.ops.convert_to_tensor(g, "float32") for g in grads], variables)
         )

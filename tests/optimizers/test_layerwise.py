@@ -6,6 +6,8 @@ import pytest
 
 import tf_lamb
 from tests.optimizers import harness
+from tests.optimizers.reference import LAMBReference
+from tf_lamb.optimizers import layerwise
 from tf_lamb.optimizers.layerwise import trust_ratio
 
 OPTIMIZERS = [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS]
@@ -139,3 +141,27 @@ def test_model_garden_weight_decay_rate_alias():
 
 def test_integer_learning_rate_is_accepted():
     assert tf_lamb.LARS(learning_rate=17).get_config()["learning_rate"] == 17.0
+
+
+@pytest.mark.parametrize("method", layerwise.NORM_METHODS)
+@pytest.mark.parametrize("shape", [(), (7,), (512, 256), (4, 3, 128, 64), (30000, 5)])
+def test_every_norm_method_equals_the_float64_norm(method, shape):
+    # (512, 256) and (4, 3, 128, 64) are large enough for "fold" to fold (twice for the
+    # latter); (30000, 5) is not a multiple of 4 past the first fold. Tolerance: float32
+    # summation of up to 1.5e5 squares.
+    if method == "l2_loss" and keras.backend.backend() != "tensorflow":
+        pytest.skip("tf.nn.l2_loss is TensorFlow's")
+    x = np.random.default_rng(5).normal(size=shape)
+    got = keras.ops.convert_to_numpy(
+        layerwise.l2_norm(keras.ops.convert_to_tensor(x, "float32"), method)
+    )
+    np.testing.assert_allclose(got, np.linalg.norm(x), rtol=2e-6)
+
+
+def test_lamb_on_a_layer_large_enough_to_fold_equals_the_reference():
+    weights = [np.random.default_rng(6).normal(size=(512, 256))]
+    reference = LAMBReference(weights, 0.01, wd=0.01)
+    harness.run_and_compare(
+        tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01), reference, weights,
+        ["encoder/dense/kernel"], steps=3, shapes={"kernel": (512, 256)},
+    )
