@@ -107,20 +107,34 @@ def rss_bytes():
 
 
 class PeakMemory:
-    """Samples the resident set every millisecond while active; ``peak`` is the largest."""
+    """Samples the resident set every millisecond while active; ``peak`` is the largest since
+    the last :meth:`reset` (a sample taken before a reset never counts after it)."""
 
     def __init__(self):
         self.peak = 0
+        self._lock = threading.Lock()
+        self._generation = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes())
+            generation = self._generation
+            rss = rss_bytes()
+            with self._lock:
+                if generation == self._generation:
+                    self.peak = max(self.peak, rss)
             time.sleep(0.001)
 
+    def reset(self):
+        """Starts a new measurement; returns the resident set now."""
+        with self._lock:
+            self._generation += 1
+            self.peak = rss_bytes()
+            return self.peak
+
     def __enter__(self):
-        self.peak = rss_bytes()
+        self.reset()
         self._thread.start()
         return self
 
@@ -146,7 +160,7 @@ def time_interleaved(steppers, steps, warmup):
     with PeakMemory() as memory:
         for _ in range(steps):
             for name, (step, sync) in steppers.items():
-                before = memory.peak = rss_bytes()
+                before = memory.reset()
                 start = time.perf_counter()
                 sync(step())
                 times[name].append(time.perf_counter() - start)

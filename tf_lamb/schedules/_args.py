@@ -121,3 +121,19 @@ def check_name(value):
     if value is not None and not isinstance(value, str):
         raise ValueError(f"`name` must be a string or None. Received: name={value!r}")
     return value
+
+
+def check_warmup_schedule(peak_learning_rate, total_steps, warmup_steps):
+    """The three arguments every warmup schedule shares, checked.
+
+    Returns:
+        ``(peak_learning_rate, total_steps, warmup_steps)`` as float, int, int.
+
+    Raises:
+        ValueError: ``peak_learning_rate <= 0``, ``total_steps < 1``, or ``warmup_steps``
+            outside ``[0, total_steps]``; the message names the argument and the range.
+    """
+    peak = check_real("peak_learning_rate", peak_learning_rate, 0.0, math.inf, low_open=True)
+    total = check_int("total_steps", total_steps, 1)
+    warmup = check_int("warmup_steps", warmup_steps, 0, total, high_label="total_steps")
+    return peak, total, warmup

@@ -1,7 +1,5 @@
 """The LANS schedule: linear warmup, a constant stretch, then linear decay."""
 
-import math
-
 import keras
 
 from tf_lamb.schedules import _args, _base, _decay
@@ -66,12 +64,8 @@ class WarmupConstantDecay(_base.WarmupSchedule):
         name=None,
     ):
         super().__init__()
-        self.peak_learning_rate = _args.check_real(
-            "peak_learning_rate", peak_learning_rate, 0.0, math.inf, low_open=True
-        )
-        self.total_steps = _args.check_int("total_steps", total_steps, 1)
-        self.warmup_steps = _args.check_int(
-            "warmup_steps", warmup_steps, 0, self.total_steps, high_label="total_steps"
+        self.peak_learning_rate, self.total_steps, self.warmup_steps = (
+            _args.check_warmup_schedule(peak_learning_rate, total_steps, warmup_steps)
         )
         self.constant_steps = _args.check_int(
             "constant_steps",
