@@ -40,7 +40,9 @@ VOCAB, MAX_POSITIONS, TYPES = 30522, 512, 2
 #: writes m, w -> 7. LANS: LAMB's two passes, plus a pass over g for its norm, and pass 2
 #: also reads g -> 12. AdamW: one pass, reads g, m, v, w, writes m, v, w -> 7. Momentum SGD:
 #: reads g, m, w, writes m, w -> 5.
-FLOOR_BYTES = {"lamb": 40, "lars": 28, "lans": 48, "keras_lamb": 40, "adamw": 28, "sgd": 20}
+FLOOR_BYTES = {
+    "lamb": 40, "lars": 28, "lans": 48, "keras_lamb": 40, "optax_lamb": 40, "adamw": 28, "sgd": 20
+}
 
 #: (row id, optimizer, path, outer compile, backends). ``path`` for tf_lamb: ``fused-xla``
 #: (the default: one step over all layers, XLA-compiled inside the optimizer),
@@ -62,6 +64,7 @@ ROWS = [
     ("lans/generic+xla", "lans", "generic", "xla", ("tensorflow",)),
     ("keras_lamb", "keras_lamb", "-", "graph", ("tensorflow", "jax")),
     ("keras_lamb+xla", "keras_lamb", "-", "xla", ("tensorflow",)),
+    ("optax_lamb", "optax_lamb", "-", "graph", ("jax",)),
     ("adamw", "adamw", "-", "graph", ("tensorflow", "jax")),
     ("adamw+xla", "adamw", "-", "xla", ("tensorflow",)),
     ("sgd", "sgd", "-", "graph", ("tensorflow", "jax")),
@@ -143,14 +146,18 @@ class PeakMemory:
         self._thread.join()
 
 
-def time_interleaved(steppers, steps, warmup):
+def time_interleaved(steppers, steps, warmup, repeat=1):
     """Times several ``(step, sync)`` pairs in turn, step by step, so that drift in a shared
     machine's speed hits them all alike.
 
+    Each timed sample is ``repeat`` calls and one sync, over ``repeat``: with ``repeat > 1``
+    an asynchronous device (a GPU under JAX) overlaps one step's dispatch with the last one's
+    work, as a training loop does.
+
     Returns:
         ``{name: {"median_s", "min_s", "extra_bytes"}}``: the median and best of ``steps``
-        timed calls after ``warmup`` untimed ones, and the most memory one call held beyond
-        what was resident when it started (its temporaries).
+        timed samples after ``warmup`` untimed calls, and the most host memory one sample held
+        beyond what was resident when it started (its temporaries, on the CPU).
     """
     for step, sync in steppers.values():
         for _ in range(warmup):
@@ -162,8 +169,10 @@ def time_interleaved(steppers, steps, warmup):
             for name, (step, sync) in steppers.items():
                 before = memory.reset()
                 start = time.perf_counter()
+                for _ in range(repeat - 1):
+                    step()
                 sync(step())
-                times[name].append(time.perf_counter() - start)
+                times[name].append((time.perf_counter() - start) / repeat)
                 extra[name] = max(extra[name], memory.peak - before)
     return {
         name: {"median_s": statistics.median(t), "min_s": min(t), "extra_bytes": extra[name]}
@@ -216,6 +225,8 @@ def optimizer_stepper(name, path, outer, shapes):
     """``(step, sync, optimizer)`` applying one optimizer to fresh BERT-shaped variables."""
     import keras
 
+    if name == "optax_lamb":
+        return optax_stepper(shapes)
     variables = [
         keras.Variable(a, name=p.replace("/", "_"))
         for (p, _), a in zip(shapes, random_arrays(shapes, 0, 0.02))
@@ -227,20 +238,54 @@ def optimizer_stepper(name, path, outer, shapes):
         import tensorflow as tf
 
         step = tf.function(lambda: optimizer.apply(grads, variables), jit_compile=outer == "xla")
-        return step, lambda _: None, optimizer
+        return step, lambda _: None, optimizer.variables
     import jax
 
     def apply(optimizer_values, trainable_values, grads):
         return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
 
-    jitted = jax.jit(apply, donate_argnums=(0, 1))
     state = {"opt": [v.value for v in optimizer.variables], "train": [v.value for v in variables]}
+    compiled = jax_compile(apply, state["opt"], state["train"], grads)
 
     def jax_step():
-        state["train"], state["opt"] = jitted(state["opt"], state["train"], grads)
+        state["train"], state["opt"] = compiled(state["opt"], state["train"], grads)
         return state["train"]
 
-    return jax_step, jax.block_until_ready, optimizer
+    jax_step.temp_bytes = compiled.memory_analysis().temp_size_in_bytes
+    return jax_step, jax.block_until_ready, [v.value for v in optimizer.variables]
+
+
+def optax_stepper(shapes):
+    """``(step, sync, slots)`` of ``optax.lamb`` (JAX only) with the same decay and exclusions."""
+    import jax
+    import optax
+
+    params = [jax.numpy.asarray(a) for a in random_arrays(shapes, 0, 0.02)]
+    grads = [jax.numpy.asarray(a) for a in random_arrays(shapes, 1, 1e-3)]
+    mask = [not ("layer_norm" in p or "bias" in p) for p, _ in shapes]
+    transform = optax.lamb(learning_rate=1e-3, weight_decay=0.01, mask=mask)
+
+    def apply(opt_state, params, grads):
+        updates, opt_state = transform.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    state = {"opt": transform.init(params), "train": params}
+    compiled = jax_compile(apply, state["opt"], state["train"], grads)
+
+    def jax_step():
+        state["train"], state["opt"] = compiled(state["opt"], state["train"], grads)
+        return state["train"]
+
+    jax_step.temp_bytes = compiled.memory_analysis().temp_size_in_bytes
+    return jax_step, jax.block_until_ready, jax.tree_util.tree_leaves(state["opt"])
+
+
+def jax_compile(apply, slots, params, grads):
+    """``apply(slots, params, grads) -> (params, slots)`` compiled once by XLA with the slots
+    and parameters donated; its ``memory_analysis()`` gives the step's scratch memory."""
+    import jax
+
+    return jax.jit(apply, donate_argnums=(0, 1)).lower(slots, params, grads).compile()
 
 
 def probe_stepper(probe, shapes):
@@ -286,7 +331,7 @@ def probe_stepper(probe, shapes):
     return jax_step, jax.block_until_ready
 
 
-def worker_optimizer(row, model, steps, warmup):
+def worker_optimizer(row, model, steps, warmup, repeat):
     """Times one row, ``keras.optimizers.Lamb`` compiled the same way and the three
     bandwidth probes, interleaved in this process; returns the JSON result."""
     import keras
@@ -294,19 +339,18 @@ def worker_optimizer(row, model, steps, warmup):
     _, name, path, outer, _ = next(r for r in ROWS if r[0] == row)
     shapes = bert_shapes(model)
     parameters = int(sum(np.prod(s) for _, s in shapes))
-    step, sync, optimizer = optimizer_stepper(name, path, outer, shapes)
+    step, sync, slots = optimizer_stepper(name, path, outer, shapes)
     steppers = {"row": (step, sync)}
     if name != "keras_lamb":
         keras_outer = "xla" if compile_mode(keras.backend.backend(), path, outer) == "xla" else outer
         steppers["keras_lamb"] = optimizer_stepper("keras_lamb", "-", keras_outer, shapes)[:2]
     for probe in PROBES:
         steppers[probe] = probe_stepper(probe, shapes)
-    timings = time_interleaved(steppers, steps, warmup)
+    timings = time_interleaved(steppers, steps, warmup, repeat)
     bandwidth = max(PROBE_BYTES[p] * parameters / timings[p]["median_s"] for p in PROBES)
     row_time = timings["row"]["median_s"]
-    slot_bytes = sum(
-        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in optimizer.variables
-    )
+    slot_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in slots)
+    temp_bytes = getattr(step, "temp_bytes", None)
     return {
         "median_s": row_time,
         "min_s": timings["row"]["min_s"],
@@ -314,13 +358,26 @@ def worker_optimizer(row, model, steps, warmup):
         "bandwidth": bandwidth,
         "probes": {p: PROBE_BYTES[p] * parameters / timings[p]["median_s"] for p in PROBES},
         "keras_lamb_s": timings.get("keras_lamb", timings["row"])["median_s"],
-        "extra_bytes": timings["row"]["extra_bytes"],
+        "extra_bytes": timings["row"]["extra_bytes"] if temp_bytes is None else temp_bytes,
+        "device": device_name(),
         "slot_bytes": slot_bytes,
         "parameters": parameters,
         "tensors": len(shapes),
         "largest_variable_bytes": 4 * max(int(np.prod(s)) for _, s in shapes),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
+
+
+def device_name():
+    """The device the optimizer runs on, as its framework names it."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"{device.platform}: {device.device_kind}"
+    return "cpu"
 
 
 def bert_mlm_model(model, sequence):
@@ -380,7 +437,7 @@ def run_worker(args):
     if args.worker == "train":
         result = worker_train_step(args.model, args.train_steps, 1, args.batch, args.sequence)
     else:
-        result = worker_optimizer(args.worker, args.model, args.steps, args.warmup)
+        result = worker_optimizer(args.worker, args.model, args.steps, args.warmup, args.repeat)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -392,8 +449,10 @@ def spawn(job, backend, args):
     )
     command = [sys.executable, os.path.abspath(__file__), f"--worker={job}", f"--model={args.model}",
                f"--steps={args.steps}", f"--warmup={args.warmup}", f"--train-steps={args.train_steps}",
-               f"--batch={args.batch}", f"--sequence={args.sequence}"]
+               f"--batch={args.batch}", f"--sequence={args.sequence}", f"--repeat={args.repeat}"]
+    started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
+    print(f"  [{backend}] {job}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -402,14 +461,18 @@ def spawn(job, backend, args):
     return None
 
 
-def installed(backend):
-    module = {"tensorflow": "tensorflow", "jax": "jax"}[backend]
+def installed(module):
     probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
     return probe.returncode == 0
 
 
 def mib(n):
     return f"{n / 2**20:,.0f}"
+
+
+def ms(seconds):
+    """Milliseconds, with two decimals below 10 ms (a GPU's steps)."""
+    return f"{seconds * 1e3:,.2f}" if seconds < 0.01 else f"{seconds * 1e3:,.0f}"
 
 
 def compile_mode(backend, path, outer):
@@ -419,27 +482,33 @@ def compile_mode(backend, path, outer):
     return "xla" if outer == "xla" or path == "fused-xla" else "graph"
 
 
-def print_optimizer_table(backend, results):
-    """One markdown table. Every ratio compares timings taken in the same process, in turn:
-    the row, ``keras.optimizers.Lamb`` compiled the same way, and the bandwidth probes."""
+def print_optimizer_table(backend, args, rows):
+    """One markdown table, a line printed as each row's process ends. Every ratio compares
+    timings taken in the same process, in turn: the row, ``keras.optimizers.Lamb`` compiled
+    the same way, and the bandwidth probes."""
     print(f"\n## {backend}\n")
+    print("Temporaries: " + ("XLA's scratch buffers for one step (memory_analysis)." if backend == "jax"
+          else "the most host memory one step held beyond what was resident before it.") + "\n")
     print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb "
           "| probe GB/s | slots MiB | temporaries MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    largest = None
-    for (_, name, path, outer, _), r in results:
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    largest, devices = None, set()
+    for row, name, path, outer, _ in rows:
+        r = spawn(row, backend, args)
         mode = compile_mode(backend, path, outer)
         if r is None:
             print(f"| {name} | {path} | {mode} | failed | | | | | | |")
             continue
         largest = r["largest_variable_bytes"]
+        devices.add(r["device"])
         print(
-            f"| {name} | {path} | {mode} | {r['median_s'] * 1e3:,.0f} | {r['floor_s'] * 1e3:,.0f} | "
+            f"| {name} | {path} | {mode} | {ms(r['median_s'])} | {ms(r['floor_s'])} | "
             f"{r['median_s'] / r['floor_s']:.2f} | {r['keras_lamb_s'] / r['median_s']:.2f}x | "
-            f"{r['bandwidth'] / 1e9:.0f} | {mib(r['slot_bytes'])} | {mib(r['extra_bytes'])} |"
+            f"{r['bandwidth'] / 1e9:.0f} | {mib(r['slot_bytes'])} | {mib(r['extra_bytes'])} |",
+            flush=True,
         )
     if largest:
-        print(f"\n(The largest single variable is {mib(largest)} MiB. Slots include the "
+        print(f"\nDevice: {', '.join(sorted(devices))}. (The largest single variable is {mib(largest)} MiB. Slots include the "
               "optimizer's step counter, learning rate and layer statistics.)")
 
 
@@ -452,6 +521,8 @@ def main():
                         help="Only rows whose id starts with one of these (comma-separated), e.g. lamb,keras_lamb.")
     parser.add_argument("--steps", type=int, default=10, help="Timed steps per row (the median is shown).")
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (compilation).")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Steps per timed sample, one sync at its end (10 on a GPU: dispatch overlaps).")
     parser.add_argument("--no-train-step", action="store_true", help="Skip the training-step table.")
     parser.add_argument("--train-steps", type=int, default=5, help="Timed steps of the training-step table.")
     parser.add_argument("--batch", type=int, default=8, help="Sequences per training step.")
@@ -469,8 +540,9 @@ def main():
             print(f"\n({backend} is not installed: skipped)")
             continue
         rows = [r for r in ROWS if backend in r[4] and (not prefixes or r[0].startswith(prefixes))]
-        results = [(row, spawn(row[0], backend, args)) for row in rows]
-        print_optimizer_table(backend, results)
+        if not installed("optax"):
+            rows = [r for r in rows if r[1] != "optax_lamb"]
+        print_optimizer_table(backend, args, rows)
     if not args.no_train_step and installed("tensorflow"):
         print(f"\n## tensorflow: one training step of a {args.model}-sized masked-LM model\n")
         print(f"Batch {args.batch} x {args.sequence} tokens; forward, backward and apply in one "

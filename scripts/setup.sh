@@ -16,15 +16,22 @@ if [ "${1:-}" = "--backends" ]; then
     .venv/bin/python -m pip install --quiet "jax[cpu]" "torch==2.13.0"
 fi
 
+# Real data from Debian's archive (DATA.md): Fashion-MNIST for the study, the Python 3.11
+# documentation sources as the BERT recipe's English corpus.
 DATA=/usr/share/datasets/fashion-mnist
-if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
+CORPUS=/usr/share/doc/python3.11/html/_sources
+missing=()
+[ -f "$DATA/train-images-idx3-ubyte.gz" ] || missing+=(dataset-fashion-mnist)
+[ -d "$CORPUS" ] || missing+=(python3.11-doc)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "Fashion-MNIST is not in $DATA. Install it with" >&2
-        echo "  sudo apt-get install dataset-fashion-mnist      (Debian/Ubuntu)" >&2
-        echo "or pass --data_dir=DIR holding the four IDX .gz files, or run online:" >&2
-        echo "the study then falls back to keras.datasets.fashion_mnist." >&2
+        echo "Missing data: ${missing[*]}. Install with" >&2
+        echo "  sudo apt-get install ${missing[*]}      (Debian/Ubuntu)" >&2
+        echo "Without them: the study takes --data_dir=DIR (the four Fashion-MNIST IDX .gz" >&2
+        echo "files) or falls back to keras.datasets.fashion_mnist online; the BERT recipe" >&2
+        echo "takes --input_files or --input_dir with your own text." >&2
     fi
 fi

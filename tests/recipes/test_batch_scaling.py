@@ -14,15 +14,17 @@ from recipes.batch_scaling import data, main, models, report, study
 DEBIAN_FILES_PRESENT = all(
     os.path.isfile(os.path.join(data.DEBIAN_DIR, stem + ".gz")) for stem in data.FILES.values()
 )
+# Under CI (TF_LAMB_REQUIRE_DATA=1) missing data fails the tests instead of skipping them.
+REQUIRE_DATA = bool(os.environ.get("TF_LAMB_REQUIRE_DATA"))
 needs_fashion_mnist = pytest.mark.skipif(
-    not DEBIAN_FILES_PRESENT,
+    not DEBIAN_FILES_PRESENT and not REQUIRE_DATA,
     reason=f"Fashion-MNIST not in {data.DEBIAN_DIR} (apt-get install dataset-fashion-mnist)",
 )
 
 
 @pytest.fixture(scope="module")
 def fashion_mnist():
-    if not DEBIAN_FILES_PRESENT:
+    if not DEBIAN_FILES_PRESENT and not REQUIRE_DATA:
         pytest.skip("Fashion-MNIST not installed")
     return data.load_fashion_mnist(allow_download=False)
 

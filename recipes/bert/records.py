@@ -1,0 +1,131 @@
+"""BERT pre-training TFRecords: writing Google's format, reading it (or Model Garden's) back.
+
+Each record is a ``tf.train.Example`` with Google BERT's features (DATA.md):
+
+==========================  ==========  ================================================
+feature                     dtype       shape
+==========================  ==========  ================================================
+``input_ids``               int64       ``[max_seq_length]``, 0-padded
+``input_mask``              int64       ``[max_seq_length]``, 1 on tokens, 0 on padding
+``segment_ids``             int64       ``[max_seq_length]``, 0 for A, 1 for B
+``masked_lm_positions``     int64       ``[max_predictions_per_seq]``, 0-padded
+``masked_lm_ids``           int64       ``[max_predictions_per_seq]``, the true ids
+``masked_lm_weights``       float32     ``[max_predictions_per_seq]``, 1.0 real, 0.0 pad
+``next_sentence_labels``    int64       ``[1]``, 0 is-next, 1 random-next
+==========================  ==========  ================================================
+
+Model Garden writes ``input_word_ids`` and ``input_type_ids`` for the first and third; the
+reader accepts either.
+"""
+
+import os
+
+import tensorflow as tf
+
+GOOGLE_NAMES = ("input_ids", "input_mask", "segment_ids")
+MODEL_GARDEN_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def _int64(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def to_example(instance, max_seq_length, max_predictions_per_seq):
+    """A ``tf.train.Example`` of one :class:`~recipes.bert.instances.Instance`, padded."""
+    ids, length = instance.input_ids, len(instance.input_ids)
+    if length > max_seq_length:
+        raise ValueError(f"An instance has {length} tokens, more than {max_seq_length}.")
+    pad = max_seq_length - length
+    predictions = len(instance.masked_lm_positions)
+    pad_predictions = max_predictions_per_seq - predictions
+    features = {
+        "input_ids": _int64(ids + [0] * pad),
+        "input_mask": _int64([1] * length + [0] * pad),
+        "segment_ids": _int64(instance.segment_ids + [0] * pad),
+        "masked_lm_positions": _int64(instance.masked_lm_positions + [0] * pad_predictions),
+        "masked_lm_ids": _int64(instance.masked_lm_ids + [0] * pad_predictions),
+        "masked_lm_weights": tf.train.Feature(
+            float_list=tf.train.FloatList(value=[1.0] * predictions + [0.0] * pad_predictions)
+        ),
+        "next_sentence_labels": _int64([instance.next_sentence_label]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+def write_shards(instances, output_prefix, num_shards, max_seq_length, max_predictions_per_seq):
+    """Writes ``instances`` round-robin into ``num_shards`` TFRecord files.
+
+    Each shard is written to a temporary name and renamed when complete, so an interrupted
+    run never leaves a truncated shard under a final name.
+
+    Args:
+        instances: list of :class:`~recipes.bert.instances.Instance`.
+        output_prefix: e.g. ``out/seq128/train``; shards are
+            ``{prefix}-{i:05d}-of-{n:05d}.tfrecord``.
+        num_shards: int >= 1 (capped at the number of instances).
+
+    Returns:
+        The list of shard paths written.
+    """
+    num_shards = max(1, min(num_shards, len(instances)))
+    tf.io.gfile.makedirs(os.path.dirname(output_prefix) or ".")
+    paths = [f"{output_prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(path + ".tmp") for path in paths]
+    try:
+        for i, instance in enumerate(instances):
+            example = to_example(instance, max_seq_length, max_predictions_per_seq)
+            writers[i % num_shards].write(example.SerializeToString())
+    finally:
+        for writer in writers:
+            writer.close()
+    for path in paths:
+        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    return paths
+
+
+def feature_names(path):
+    """``(ids, mask, segments)`` feature names used in the TFRecord file ``path``: Google's or
+    Model Garden's.
+
+    Raises:
+        ValueError: the file is empty or holds neither naming (the message names the file).
+        tf.errors.DataLossError: the first record is corrupt.
+    """
+    for record in tf.data.TFRecordDataset(path).take(1):
+        features = tf.train.Example.FromString(record.numpy()).features.feature
+        for names in (GOOGLE_NAMES, MODEL_GARDEN_NAMES):
+            if all(name in features for name in names):
+                return names
+        raise ValueError(
+            f"{path}: not a BERT pre-training record; it has the features "
+            f"{sorted(features)}, not {list(GOOGLE_NAMES)} or {list(MODEL_GARDEN_NAMES)}."
+        )
+    raise ValueError(f"{path}: the file holds no records.")
+
+
+def parse_fn(names, max_seq_length, max_predictions_per_seq):
+    """``parse(serialized) -> dict`` of int32 / float32 tensors under Google's names."""
+    ids, mask, segments = names
+
+    def fixed(length, dtype=tf.int64):
+        return tf.io.FixedLenFeature([length], dtype)
+
+    spec = {
+        ids: fixed(max_seq_length),
+        mask: fixed(max_seq_length),
+        segments: fixed(max_seq_length),
+        "masked_lm_positions": fixed(max_predictions_per_seq),
+        "masked_lm_ids": fixed(max_predictions_per_seq),
+        "masked_lm_weights": fixed(max_predictions_per_seq, tf.float32),
+        "next_sentence_labels": fixed(1),
+    }
+    rename = {ids: "input_ids", mask: "input_mask", segments: "segment_ids"}
+
+    def parse(serialized):
+        parsed = tf.io.parse_single_example(serialized, spec)
+        return {
+            rename.get(k, k): v if v.dtype == tf.float32 else tf.cast(v, tf.int32)
+            for k, v in parsed.items()
+        }
+
+    return parse
