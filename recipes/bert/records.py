@@ -129,3 +129,15 @@ def parse_fn(names, max_seq_length, max_predictions_per_seq):
         }
 
     return parse
+
+
+def find_corrupt_file(files):
+    """The first of ``files`` that cannot be read to its end, with TensorFlow's message, or
+    ``(None, None)``: to name the file behind a ``DataLossError`` met while training."""
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError as error:
+            return path, error.message
+    return None, None

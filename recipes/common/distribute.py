@@ -1,0 +1,116 @@
+"""The ``tf.distribute`` strategy from flags, and the global-batch arithmetic.
+
+Strategies (TensorFlow backend):
+
+- ``tpu``: ``TPUStrategy`` through ``TPUClusterResolver(tpu=...)`` (``"local"`` on a TPU VM or
+  Colab; a name or ``grpc://`` address for a Cloud TPU);
+- ``multi_worker``: ``MultiWorkerMirroredStrategy``, the cluster from the ``TF_CONFIG``
+  environment variable (one process per host);
+- ``mirrored``: ``MirroredStrategy`` over the local GPUs (or logical CPUs in tests);
+- ``one_device``: the first GPU, else the CPU;
+- ``auto``: ``tpu`` when ``--tpu`` is given, ``multi_worker`` when ``TF_CONFIG`` names more
+  than one task, ``mirrored`` with more than one GPU, else ``one_device``.
+"""
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+
+
+def _cluster_size():
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return sum(len(tasks) for tasks in config.get("cluster", {}).values())
+
+
+def make_strategy(name="auto", tpu=None):
+    """A ``tf.distribute.Strategy``.
+
+    Args:
+        name: one of :data:`STRATEGIES`.
+        tpu: str or None, the TPU for ``TPUClusterResolver`` (``"local"`` on a TPU VM).
+
+    Raises:
+        ValueError: an unknown ``name``, or ``tpu`` strategy without ``--tpu``.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}. Received: {name!r}")
+    if name == "auto":
+        if tpu:
+            name = "tpu"
+        elif _cluster_size() > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "tpu":
+        if not tpu:
+            raise ValueError("--strategy=tpu needs --tpu (e.g. --tpu=local on a TPU VM).")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How a global batch is reached: ``replicas x per_replica_batch x accumulation_steps``.
+
+    Attributes:
+        global_batch_size: int, examples per optimizer step.
+        replicas: int, replicas in sync (all hosts).
+        accumulation_steps: int, forward/backward passes summed per optimizer step.
+        per_replica_batch_size: int, examples per replica per pass.
+    """
+
+    global_batch_size: int
+    replicas: int
+    accumulation_steps: int
+    per_replica_batch_size: int
+
+    @property
+    def pass_batch_size(self):
+        """Examples per forward/backward pass across all replicas."""
+        return self.replicas * self.per_replica_batch_size
+
+    def describe(self):
+        return (
+            f"global batch {self.global_batch_size} = {self.replicas} replica(s) x "
+            f"{self.per_replica_batch_size} per replica x {self.accumulation_steps} "
+            "accumulation step(s)"
+        )
+
+
+def plan_batch(global_batch_size, replicas, max_per_replica_batch_size):
+    """The fewest accumulation steps that keep each replica's batch at most
+    ``max_per_replica_batch_size``.
+
+    Raises:
+        ValueError: a non-positive size, or ``global_batch_size`` not divisible by
+            ``replicas`` (the message names ``--global_batch_size``).
+    """
+    if global_batch_size < 1 or max_per_replica_batch_size < 1:
+        raise ValueError(
+            "--global_batch_size and --max_per_replica_batch_size must be >= 1. Received: "
+            f"{global_batch_size}, {max_per_replica_batch_size}"
+        )
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"--global_batch_size={global_batch_size} does not divide across {replicas} "
+            "replicas; use a multiple of the replica count."
+        )
+    per_replica_total = global_batch_size // replicas
+    steps = -(-per_replica_total // max_per_replica_batch_size)
+    while per_replica_total % steps:
+        steps += 1
+    return BatchPlan(global_batch_size, replicas, steps, per_replica_total // steps)

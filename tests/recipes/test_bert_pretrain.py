@@ -1,0 +1,181 @@
+"""Tests of BERT pre-training (recipes/bert/pretrain.py) on records made from the real corpus:
+a few steps of each phase, resumption after SIGKILL, gradient accumulation and
+MirroredStrategy against one device, and the errors for bad input.
+
+Each run is a separate process, as a user runs it (and as a killed run must be resumed).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from recipes.bert import configs, corpus, create_pretraining_data
+from recipes.bert import model as model_lib
+from recipes.common import checkpointing, distribute
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TUTORIAL = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    if not os.path.isdir(TUTORIAL):
+        message = f"{TUTORIAL} missing (apt-get install python3.11-doc)"
+        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path_factory.mktemp("bert_data")
+    fv = flags.FlagValues()
+    create_pretraining_data.define_flags(fv)
+    fv(["prog", f"--input_dir={TUTORIAL}", f"--output_dir={out}", "--vocab_size=1000",
+        "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15"])
+    create_pretraining_data.create(fv, log=lambda *_: None)
+    return out
+
+
+def pretrain(data_dir, output_dir, *args, seq=128, check=True):
+    """Runs the program in a fresh process; returns the CompletedProcess."""
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    command = [
+        sys.executable, "-m", "recipes.bert.pretrain", "--config=tiny_lamb_1k",
+        f"--train_files={data_dir}/seq{seq}/train-*", f"--output_dir={output_dir}",
+        "--global_batch_size=16", "--max_per_replica_batch_size=16", "--train_steps=6",
+        "--warmup_steps=2", "--log_every=1", "--checkpoint_every=2", "--noprogress",
+        "--dropout_rate=0", *args,
+    ]
+    if seq == 512:
+        command += ["--max_seq_length=512", "--max_predictions_per_seq=80"]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def weights(output_dir):
+    """The model's variables in the newest checkpoint, by path (restored into a fresh model
+    through the checkpoint's object graph, as phase 2 restores phase 1)."""
+    vocab = json.loads((output_dir / "config.json").read_text())["vocab_size"]
+    model = model_lib.build(model_lib.BertConfig.from_size("tiny", vocab))
+    checkpointing.restore_model(model, str(output_dir))
+    values = {v.path: v.numpy() for v in model.trainable_variables}
+    assert len(values) == 46  # BERT-tiny with both heads: every variable restored
+    return values
+
+
+def history(output_dir):
+    with open(os.path.join(output_dir, "history.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def assert_same_weights(a, b, atol):
+    assert a.keys() == b.keys()
+    worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    assert worst <= atol, worst
+
+
+def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, tmp_path):
+    phase1, phase2 = tmp_path / "phase1", tmp_path / "phase2"
+    out = pretrain(data_dir, phase1, "--dropout_rate=0.1",
+                   f"--eval_files={data_dir}/seq128/heldout-*", "--eval_every=3")
+    assert "global batch 16 = 1 replica(s) x 16 per replica x 1 accumulation step(s)" in out.stdout
+    lines = history(phase1)
+    train = [r for r in lines if "loss" in r]
+    evals = [r for r in lines if "eval_mlm_accuracy" in r]
+    assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in evals] == [3, 6]
+    assert all(np.isfinite(r["loss"]) for r in train)
+    assert train[-1]["loss"] < train[0]["loss"]  # 6 steps already learn
+    config = json.loads((phase1 / "config.json").read_text())
+    assert config["optimizer"] == "lamb" and config["global_batch_size"] == 16
+    assert os.path.isfile(phase1 / "train" / os.listdir(phase1 / "train")[0])
+
+    out = pretrain(data_dir, phase2, f"--init_checkpoint={phase1}", "--train_steps=2",
+                   "--warmup_steps=1", seq=512)
+    assert f"model weights from {phase1}/ckpt-6" in out.stdout
+    lines = history(phase2)
+    # A new optimizer: the step count (and so the LR schedule) starts again from 0. The log
+    # after step 1 shows the LR of step 2 of 2: peak * (1 - 1/2), the peak being the sqrt
+    # rule's 1e-3 * sqrt(16 / 64).
+    assert [r["step"] for r in lines] == [1, 2]
+    assert lines[0]["learning_rate"] == pytest.approx(5e-4 * 0.5, rel=1e-6)
+
+
+def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    # With dropout: its random state is part of the checkpoint too.
+    pretrain(data_dir, whole, "--dropout_rate=0.1")
+    proc = pretrain(data_dir, killed, "--dropout_rate=0.1", "--kill_at_step=5", check=False)
+    assert proc.returncode == -9  # SIGKILL: no exit checkpoint
+    assert tf.train.latest_checkpoint(str(killed)).endswith("ckpt-4")
+    out = pretrain(data_dir, killed, "--dropout_rate=0.1")
+    assert "resumed from" in out.stdout and "ckpt-4" in out.stdout
+    # Same step, LR and data position: the weights repeat to float rounding (the same
+    # kernels on the same data; 1e-6 allows for a different thread interleaving).
+    assert_same_weights(weights(whole), weights(killed), atol=1e-6)
+    lr = {r["step"]: r["learning_rate"] for r in history(whole)}
+    assert {r["step"]: r["learning_rate"] for r in history(killed) if r["step"] == 6} == {6: lr[6]}
+
+
+def test_accumulation_and_two_mirrored_replicas_equal_one_pass_on_one_device(data_dir, tmp_path):
+    one = tmp_path / "one"
+    pretrain(data_dir, one)
+    accumulated = tmp_path / "accumulated"
+    out = pretrain(data_dir, accumulated, "--max_per_replica_batch_size=4")
+    assert "1 replica(s) x 4 per replica x 4 accumulation step(s)" in out.stdout
+    mirrored = tmp_path / "mirrored"
+    out = pretrain(data_dir, mirrored, "--cpu_replicas=2", "--strategy=mirrored",
+                   "--max_per_replica_batch_size=4")
+    assert "MirroredStrategy: global batch 16 = 2 replica(s) x 4 per replica x 2" in out.stdout
+    reference = weights(one)
+    # The same 16 examples per step, summed in another order: float32 rounding over 6 LAMB
+    # steps on a 0.6M-parameter model stays under 1e-5.
+    assert_same_weights(reference, weights(accumulated), atol=1e-5)
+    assert_same_weights(reference, weights(mirrored), atol=1e-5)
+
+
+def test_bad_inputs_stop_with_the_flag_or_file_named(data_dir, tmp_path):
+    proc = pretrain(data_dir, tmp_path / "a", "--train_files=/nonexistent/*", check=False)
+    assert proc.returncode != 0 and "--train_files: no file matches '/nonexistent/*'" in proc.stderr
+    proc = pretrain(data_dir, tmp_path / "b", "--vocab_size=500", check=False)
+    assert "does not fit the model's --vocab_size=500" in proc.stderr
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    source = sorted((data_dir / "seq128").glob("train-*"))[0]
+    raw = source.read_bytes()
+    (corrupt / "train-00000-of-00001.tfrecord").write_bytes(raw[:5000] + b"\0" * 64 + raw[5064:])
+    (corrupt / "metadata.json").write_text((data_dir / "seq128" / "metadata.json").read_text())
+    proc = pretrain(data_dir, tmp_path / "c", f"--train_files={corrupt}/train-*", check=False)
+    assert "corrupt record in" in proc.stderr and "train-00000-of-00001.tfrecord" in proc.stderr
+
+
+def test_batch_plan_arithmetic_and_errors():
+    plan = distribute.plan_batch(65536, 8, 64)
+    assert (plan.replicas, plan.per_replica_batch_size, plan.accumulation_steps) == (8, 64, 128)
+    assert distribute.plan_batch(96, 2, 20).per_replica_batch_size == 16  # 48 = 3 x 16
+    with pytest.raises(ValueError, match="--global_batch_size=10 does not divide across 4"):
+        distribute.plan_batch(10, 4, 8)
+    with pytest.raises(ValueError, match="--strategy must be one of"):
+        distribute.make_strategy("gpus")
+
+
+def test_named_configs_mirror_the_paper_and_check_their_fields():
+    phase1, phase2 = configs.CONFIGS["bert_large_phase1_64k"], configs.CONFIGS["bert_large_phase2_32k"]
+    assert (phase1.global_batch_size, phase1.max_seq_length) == (65536, 128)
+    assert (phase2.global_batch_size, phase2.max_seq_length) == (32768, 512)
+    assert phase1.train_steps + phase2.train_steps == 8601  # NVIDIA's 7,038 + 1,563
+    assert phase1.weight_decay == 0.01 and phase1.epsilon == 1e-6 and phase1.global_clipnorm == 1.0
+    untuned = configs.CONFIGS["bert_large_32k_untuned"]
+    assert untuned.peak_learning_rate == pytest.approx(5e-3)
+    assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-3 * 4)
+    with pytest.raises(ValueError, match="--optimizer must be one of"):
+        configs.PretrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="--warmup_steps"):
+        configs.PretrainConfig(train_steps=10, warmup_steps=11)
