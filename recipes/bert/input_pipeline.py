@@ -44,7 +44,9 @@ def make_dataset(
         num_shards, shard_index: this host's share of the files (one input pipeline per host).
         training: bool; shuffle and repeat forever (else one pass, in file order).
         seed: int, for the file and example shuffles.
-        shuffle_buffer: int, examples in the shuffle buffer.
+        shuffle_buffer: int, examples in the shuffle buffer; 0 keeps the files' interleaved
+            order (the files are still shuffled): a run then reads exactly the examples that
+            any other host split of the same files reads, step by step (tests).
 
     Returns:
         A ``tf.data.Dataset`` of dicts: int32 ``input_ids``, ``input_mask``, ``segment_ids``
@@ -66,15 +68,18 @@ def make_dataset(
                 "write at least one shard per host (--num_shards)."
             )
         dataset = dataset.shard(num_shards, shard_index)
+    # This host's files: reading more at once than it has would open a file twice (after the
+    # repeat) and give each batch duplicated examples.
+    host_files = len(range(shard_index, len(files), num_shards))
     if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+        dataset = dataset.shuffle(host_files, seed=seed, reshuffle_each_iteration=True).repeat()
     dataset = dataset.interleave(
         tf.data.TFRecordDataset,
-        cycle_length=min(8, len(files)),
+        cycle_length=min(8, host_files),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    if training:
+    if training and shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     parse = records.parse_fn(names, max_seq_length, max_predictions_per_seq)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -77,6 +77,8 @@ def define_flags(fv=FLAGS):
                          flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
                          flag_values=fv)
+    flags.DEFINE_integer("shuffle_buffer", 10000, "Training examples in the shuffle buffer (0: "
+                         "the files' interleaved order).", lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).", flag_values=fv)
@@ -268,7 +270,7 @@ def run(fv=FLAGS, log=print):
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
-    log(f"{type(strategy).__name__}: {plan.describe()}")
+    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
     log(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, {config.train_steps} steps, "
         f"warmup {config.warmup_steps}, BERT-{config.model_size}, seq {config.max_seq_length}")
     tf.io.gfile.makedirs(fv.output_dir)
@@ -287,7 +289,7 @@ def run(fv=FLAGS, log=print):
         strategy,
         lambda batch, shards, index: input_pipeline.make_dataset(
             train_files, config.max_seq_length, config.max_predictions_per_seq, batch,
-            num_shards=shards, shard_index=index, seed=fv.seed,
+            num_shards=shards, shard_index=index, seed=fv.seed, shuffle_buffer=fv.shuffle_buffer,
         ),
         plan.per_replica_batch_size,
     )
@@ -304,7 +306,7 @@ def run(fv=FLAGS, log=print):
             json.dump({"config_name": fv.config, **dataclasses.asdict(config),
                        "peak_learning_rate": config.peak_learning_rate,
                        "vocab_size": vocab_size, "batch_plan": dataclasses.asdict(plan),
-                       "strategy": type(strategy).__name__}, f, indent=2)
+                       "strategy": distribute.strategy_name(strategy)}, f, indent=2)
 
     runner = training.StepRunner(strategy, model, optimizer, pretraining_task, plan)
     logger = _Log(fv.output_dir, checkpointer.is_chief)
@@ -355,9 +357,7 @@ def run(fv=FLAGS, log=print):
                 checkpointer.save(step)
     finally:
         bar.close()
-        if step > 0 and checkpointer.latest != os.path.join(
-            fv.output_dir, f"ckpt-{step}"
-        ):
+        if step > 0 and not checkpointer.saved(step):
             checkpointer.save(step)  # at exit, also after an error or Ctrl-C
         logger.close()
     return {"step": step, "train": last_train, "eval": last_eval}

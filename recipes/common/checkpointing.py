@@ -4,12 +4,13 @@ data iterator's position, through ``tf.train.CheckpointManager``.
 A checkpoint is complete or absent: TensorFlow writes its files under temporary names and
 renames them, and the manager records a checkpoint in its ``checkpoint`` index file only after
 that, so a run killed while saving resumes from the previous one. Under
-``MultiWorkerMirroredStrategy`` every worker must take part in a save; only the chief writes to
-the real directory, the others to a scratch directory that is then deleted.
+``MultiWorkerMirroredStrategy`` every worker must take part in a save; the chief writes to the
+run's directory, every other worker to ``<directory>/.workers/worker_<i>``, which it keeps: the
+model and optimizer are the same on every worker, but each host reads its own files, so each
+resumes its own data position from its own checkpoint of the chief's step.
 """
 
 import os
-import shutil
 
 import tensorflow as tf
 
@@ -43,7 +44,7 @@ class Checkpointer:
             directory = os.path.join(
                 directory, ".workers", f"{resolver.task_type}_{resolver.task_id}"
             )
-        self._scratch = None if self.is_chief else directory
+        self.worker_directory = directory
         untracked = _untracked_variables(tf.train.Checkpoint(**objects), objects)
         if untracked:
             objects = dict(objects, untracked_variables=untracked)
@@ -56,18 +57,33 @@ class Checkpointer:
         return tf.train.latest_checkpoint(self.directory)
 
     def restore_latest(self):
-        """Restores the newest checkpoint, if any; returns its path or None."""
+        """Restores the chief's newest checkpoint, if any; returns its path or None.
+
+        A non-chief worker restores its own checkpoint of the same step (its data position);
+        when it has none (e.g. a replaced host) it takes the chief's, whose model and optimizer
+        are the same but whose data position is the chief's, and warns.
+        """
         path = self.latest
+        if path and self.worker_directory != self.directory:
+            own = os.path.join(self.worker_directory, os.path.basename(path))
+            if tf.io.gfile.exists(own + ".index"):
+                path = own
+            else:
+                print(f"warning: no {own}; this worker resumes the chief's data position")
         if path:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
 
+    def saved(self, step):
+        """Whether this worker's newest checkpoint is the one numbered ``step`` (the same
+        answer on every worker, unlike :attr:`latest` while the chief is saving)."""
+        latest = self.manager.latest_checkpoint
+        return latest is not None and latest.endswith(f"-{step}")
+
     def save(self, step):
-        """Writes a checkpoint numbered ``step``; returns the chief's path."""
-        path = self.manager.save(checkpoint_number=step)
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-        return path
+        """Writes a checkpoint numbered ``step`` (every worker must call it); returns the path
+        this worker wrote."""
+        return self.manager.save(checkpoint_number=step)
 
 
 def _untracked_variables(checkpoint, objects):

@@ -62,6 +62,14 @@ def make_strategy(name="auto", tpu=None):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
+def strategy_name(strategy):
+    """The public name of ``strategy``'s class (``MultiWorkerMirroredStrategy``, whose class is
+    ``CollectiveAllReduceStrategy`` internally)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchPlan:
     """How a global batch is reached: ``replicas x per_replica_batch x accumulation_steps``.

@@ -9,7 +9,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.bert import corpus, create_pretraining_data, instances, records, tokenization
+from recipes.bert import (
+    corpus, create_pretraining_data, input_pipeline, instances, records, tokenization,
+)
 
 TUTORIAL = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
 
@@ -271,6 +273,40 @@ def test_model_garden_names_are_read_and_foreign_records_rejected(tmp_path):
     tf.io.TFRecordWriter(empty).close()
     with pytest.raises(ValueError, match="empty.tfrecord: the file holds no records"):
         records.feature_names(empty)
+
+
+def test_reader_splits_files_across_hosts_without_repeating_an_example(tokenized, tokenizer,
+                                                                        tmp_path):
+    made, _ = _make(tokenized, tokenizer, duplication_factor=1)
+    paths = records.write_shards(made[:120], str(tmp_path / "train"), 4, 128, 20)
+
+    def rows(dataset, batches):
+        found = []
+        for batch in dataset.take(batches):
+            assert batch["input_ids"].shape == (6, 128) and batch["input_ids"].dtype == tf.int32
+            assert batch["masked_lm_weights"].shape == (6, 20)
+            assert batch["next_sentence_labels"].shape == (6, 1)
+            found += [tuple(r) for r in batch["input_ids"].numpy()]
+        return found
+
+    # Two hosts, 2 files (60 examples) each; 10 batches of 6 = one pass over a host's files
+    # (in the files' order: the example shuffle draws across passes).
+    hosts = [rows(input_pipeline.make_dataset(paths, 128, 20, 6, 2, i, shuffle_buffer=0), 10)
+             for i in range(2)]
+    for found in hosts:
+        assert len(set(found)) == 60  # each example once per pass
+    assert not set(hosts[0]) & set(hosts[1])
+    # With no example shuffle, one host reads what the two read, batch for batch.
+    one = input_pipeline.make_dataset(paths, 128, 20, 12, shuffle_buffer=0)
+    split = [input_pipeline.make_dataset(paths, 128, 20, 6, 2, i, shuffle_buffer=0)
+             for i in range(2)]
+    for both, first, second in zip(one.take(5), *[d.take(5) for d in split]):
+        assert sorted(map(tuple, both["input_ids"].numpy())) == sorted(
+            map(tuple, np.concatenate([first["input_ids"], second["input_ids"]])))
+    with pytest.raises(ValueError, match="4 input files cannot be split across 8 hosts"):
+        input_pipeline.make_dataset(paths, 128, 20, 6, 8, 0)
+    with pytest.raises(FileNotFoundError, match="--train_files: no file matches"):
+        input_pipeline.list_files(str(tmp_path / "nothing-*"))
 
 
 # The program --------------------------------------------------------------------------------

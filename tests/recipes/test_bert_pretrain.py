@@ -1,12 +1,14 @@
 """Tests of BERT pre-training (recipes/bert/pretrain.py) on records made from the real corpus:
-a few steps of each phase, resumption after SIGKILL, gradient accumulation and
-MirroredStrategy against one device, and the errors for bad input.
+a few steps of each phase, resumption after SIGKILL, gradient accumulation, MirroredStrategy and
+a two-worker MultiWorkerMirroredStrategy cluster on 127.0.0.1 against one device, and the errors
+for bad input.
 
 Each run is a separate process, as a user runs it (and as a killed run must be resumed).
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -40,10 +42,16 @@ def data_dir(tmp_path_factory):
     return out
 
 
-def pretrain(data_dir, output_dir, *args, seq=128, check=True):
-    """Runs the program in a fresh process; returns the CompletedProcess."""
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+def _env(tf_config=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if tf_config:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return env
+
+
+def _command(data_dir, output_dir, *args, seq=128):
     command = [
         sys.executable, "-m", "recipes.bert.pretrain", "--config=tiny_lamb_1k",
         f"--train_files={data_dir}/seq{seq}/train-*", f"--output_dir={output_dir}",
@@ -53,7 +61,13 @@ def pretrain(data_dir, output_dir, *args, seq=128, check=True):
     ]
     if seq == 512:
         command += ["--max_seq_length=512", "--max_predictions_per_seq=80"]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    return command
+
+
+def pretrain(data_dir, output_dir, *args, seq=128, check=True):
+    """Runs the program in a fresh process; returns the CompletedProcess."""
+    proc = subprocess.run(_command(data_dir, output_dir, *args, seq=seq), env=_env(),
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -139,6 +153,59 @@ def test_accumulation_and_two_mirrored_replicas_equal_one_pass_on_one_device(dat
     # steps on a 0.6M-parameter model stays under 1e-5.
     assert_same_weights(reference, weights(accumulated), atol=1e-5)
     assert_same_weights(reference, weights(mirrored), atol=1e-5)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_equal_one_worker_at_the_same_global_batch(data_dir, tmp_path):
+    # Without the example shuffle each host reads its own file in order, and one worker reads
+    # both files interleaved record by record: every global batch of 16 holds the same 16
+    # examples (8 from each file) in both runs, so only the summation order differs.
+    steps = ["--train_steps=4", "--warmup_steps=1", "--shuffle_buffer=0", "--checkpoint_every=2"]
+    one = tmp_path / "one"
+    pretrain(data_dir, one, *steps)
+    two = tmp_path / "two"
+
+    def cluster_run(*args):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+        workers = [
+            subprocess.Popen(
+                _command(data_dir, two, *steps, "--strategy=multi_worker", *args),
+                env=_env({"cluster": cluster, "task": {"type": "worker", "index": i}}),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            )
+            for i in range(2)
+        ]
+        outputs = [w.communicate(timeout=600) for w in workers]
+        return [w.returncode for w in workers], outputs
+
+    # Both hosts die after step 3 (checkpoint at 2) and are restarted: each resumes its own
+    # data position from its own checkpoint.
+    codes, _ = cluster_run("--kill_at_step=3")
+    # SIGKILL, or an error when the other worker's death is noticed first.
+    assert all(code != 0 for code in codes)
+    assert tf.train.latest_checkpoint(str(two)).endswith("ckpt-2")
+    codes, outputs = cluster_run()
+    assert codes == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    assert ("MultiWorkerMirroredStrategy: global batch 16 = 2 replica(s) x 8 per replica x 1 "
+            "accumulation step(s)") in outputs[0][0]
+    assert all("resumed from" in out and "ckpt-2" in out for out, _ in outputs)
+    # The chief wrote the run's checkpoints and history; worker 1 kept its own checkpoints
+    # (its data position) and logged nothing.
+    assert [r["step"] for r in history(two)] == [1, 2, 3, 4]  # killed before logging 3
+    assert tf.train.latest_checkpoint(str(two / ".workers" / "worker_1")).endswith("ckpt-4")
+    # Same examples, same initialization (seeded), other summation order: 4 LAMB steps.
+    assert_same_weights(weights(one), weights(two), atol=1e-5)
+    losses = {r["step"]: r["loss"] for r in history(one)}
+    assert {r["step"]: r["loss"] for r in history(two)} == pytest.approx(losses, rel=1e-5)
 
 
 def test_bad_inputs_stop_with_the_flag_or_file_named(data_dir, tmp_path):
