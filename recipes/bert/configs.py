@@ -32,7 +32,8 @@ class PretrainConfig:
         weight_decay: float; LayerNorm and bias variables excluded.
         beta_1, beta_2, epsilon: the moment settings.
         global_clipnorm: float or None, gradient pre-normalization (NVLAMB) over the global
-            gradient norm after the cross-replica sum.
+            gradient norm after the cross-replica sum; None or 0 (``--global_clipnorm=0``):
+            none.
         dropout_rate: float in [0, 1), hidden and attention dropout (BERT: 0.1).
         sqrt_scaling_base: None, or ``(batch, learning_rate)``: the paper's untuned rule,
             ``learning_rate = base_lr * sqrt(global_batch_size / base_batch)``, replaces
@@ -70,6 +71,9 @@ class PretrainConfig:
         for name in ("global_batch_size", "train_steps", "max_seq_length", "max_predictions_per_seq"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1. Received: {getattr(self, name)}")
+        if self.global_clipnorm is not None and self.global_clipnorm < 0:
+            raise ValueError(f"--global_clipnorm must be >= 0 (0: none). Received: "
+                             f"{self.global_clipnorm}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"--dropout_rate must be in [0, 1). Received: {self.dropout_rate}")
         if not 0 <= self.warmup_steps + self.constant_steps <= self.train_steps:

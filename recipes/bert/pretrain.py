@@ -123,7 +123,7 @@ def make_optimizer(config):
     """LAMB / LANS / AdamW with the configuration's settings and BERT's exclusions."""
     common = dict(
         learning_rate=make_schedule(config), beta_1=config.beta_1, beta_2=config.beta_2,
-        epsilon=config.epsilon, global_clipnorm=config.global_clipnorm,
+        epsilon=config.epsilon, global_clipnorm=config.global_clipnorm or None,
     )
     if config.optimizer == "lamb":
         return tf_lamb.LAMB(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,

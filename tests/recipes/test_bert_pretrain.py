@@ -122,6 +122,26 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, tmp_path):
     assert lines[0]["learning_rate"] == pytest.approx(5e-4 * 0.5, rel=1e-6)
 
 
+@pytest.mark.parametrize("args", [
+    ("--optimizer=lans", "--schedule=lans", "--constant_steps=1"),
+    ("--optimizer=adamw", "--global_clipnorm=0"),
+])
+def test_lans_with_its_schedule_and_the_adamw_baseline_train(data_dir, tmp_path, args):
+    pretrain(data_dir, tmp_path, "--train_steps=4", "--warmup_steps=1", *args)
+    lines = history(tmp_path)
+    assert [r["step"] for r in lines] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in lines) and lines[-1]["loss"] < lines[0]["loss"]
+    name = json.loads((tmp_path / "config.json").read_text())["optimizer"]
+    assert name == args[0].split("=")[1]
+    # The LR logged after step k is the schedule at k (the next step's). LANS: warmup 1 step,
+    # the peak held for 1 constant step, then linear decay to 0 at step 4. The polynomial
+    # schedule decays over all steps from 0 (Google BERT's convention): peak * (1 - k/4).
+    lr = [r["learning_rate"] for r in lines]
+    peak = 1e-3 * (16 / 64) ** 0.5
+    expected = [1, 1, 0.5, 0] if name == "lans" else [0.75, 0.5, 0.25, 0]
+    assert lr == pytest.approx([peak * e for e in expected], rel=1e-6, abs=1e-12)
+
+
 def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     # With dropout: its random state is part of the checkpoint too.
