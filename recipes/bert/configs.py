@@ -7,7 +7,8 @@ baseline). Values the sources did not let us check are marked *(check)*.
 """
 
 import dataclasses
-import math
+
+import tf_lamb
 
 OPTIMIZERS = ("lamb", "lans", "adamw")
 SCHEDULES = ("poly", "lans")
@@ -74,6 +75,11 @@ class PretrainConfig:
         if self.global_clipnorm is not None and self.global_clipnorm < 0:
             raise ValueError(f"--global_clipnorm must be >= 0 (0: none). Received: "
                              f"{self.global_clipnorm}")
+        if self.sqrt_scaling_base is not None:
+            batch, rate = self.sqrt_scaling_base
+            if not (batch >= 1 and rate > 0):
+                raise ValueError("--sqrt_scaling_base takes BATCH,LEARNING_RATE, both > 0. "
+                                 f"Received: {self.sqrt_scaling_base}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"--dropout_rate must be in [0, 1). Received: {self.dropout_rate}")
         if not 0 <= self.warmup_steps + self.constant_steps <= self.train_steps:
@@ -88,7 +94,7 @@ class PretrainConfig:
         if self.sqrt_scaling_base is None:
             return self.learning_rate
         batch, rate = self.sqrt_scaling_base
-        return rate * math.sqrt(self.global_batch_size / batch)
+        return tf_lamb.schedules.sqrt_scaling(rate, batch, self.global_batch_size)
 
 
 CONFIGS = {

@@ -84,6 +84,9 @@ def define_flags(fv=FLAGS):
                          "--strategy=mirrored on one machine; 0: leave it whole).", flag_values=fv)
     flags.DEFINE_integer("kill_at_step", 0, "Testing: SIGKILL this process right after this "
                          "step, as a preempted host would be (0: never).", flag_values=fv)
+    flags.DEFINE_list("sqrt_scaling_base", None, "BATCH,LEARNING_RATE: set the peak by the "
+                      "LAMB paper's untuned rule, LEARNING_RATE * sqrt(global batch / BATCH).",
+                      flag_values=fv)
     for name, field in _FIELDS.items():
         if name == "sqrt_scaling_base":
             continue
@@ -97,7 +100,16 @@ def resolve_config(fv=FLAGS):
     """The named configuration with the flags that were given applied (checked)."""
     base = configs.CONFIGS[fv.config]
     overrides = {n: fv[n].value for n in _FIELDS if n in fv and fv[n].value is not None}
-    if "learning_rate" in overrides:
+    if "sqrt_scaling_base" in overrides:
+        if "learning_rate" in overrides:
+            raise ValueError("Give --learning_rate or --sqrt_scaling_base, not both.")
+        try:
+            batch, rate = overrides["sqrt_scaling_base"]
+            overrides["sqrt_scaling_base"] = (int(batch), float(rate))
+        except ValueError as error:
+            raise ValueError("--sqrt_scaling_base takes BATCH,LEARNING_RATE, e.g. 32768,5e-3. "
+                             f"Received: {fv.sqrt_scaling_base}") from error
+    elif "learning_rate" in overrides:
         overrides["sqrt_scaling_base"] = None  # an explicit rate wins over the sqrt rule
     return dataclasses.replace(base, **overrides)
 

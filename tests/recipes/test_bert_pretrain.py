@@ -19,6 +19,7 @@ from absl import flags
 
 from recipes.bert import configs, corpus, create_pretraining_data
 from recipes.bert import model as model_lib
+from recipes.bert import pretrain as pretrain_lib
 from recipes.common import checkpointing, distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -264,5 +265,18 @@ def test_named_configs_mirror_the_paper_and_check_their_fields():
     assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-3 * 4)
     with pytest.raises(ValueError, match="--optimizer must be one of"):
         configs.PretrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="--sqrt_scaling_base takes BATCH,LEARNING_RATE"):
+        configs.PretrainConfig(sqrt_scaling_base=(256, -1.0))
+    fv = flags.FlagValues()
+    pretrain_lib.define_flags(fv)
+    fv(["prog", "--config=bert_large_phase1_64k", "--global_batch_size=4096",
+        "--sqrt_scaling_base=256,1e-3"])
+    assert pretrain_lib.resolve_config(fv).peak_learning_rate == pytest.approx(4e-3)
+    fv.learning_rate = 2e-3
+    with pytest.raises(ValueError, match="--learning_rate or --sqrt_scaling_base, not both"):
+        pretrain_lib.resolve_config(fv)
+    fv.learning_rate, fv.sqrt_scaling_base = None, ["256"]
+    with pytest.raises(ValueError, match="--sqrt_scaling_base takes BATCH,LEARNING_RATE"):
+        pretrain_lib.resolve_config(fv)
     with pytest.raises(ValueError, match="--warmup_steps"):
         configs.PretrainConfig(train_steps=10, warmup_steps=11)
