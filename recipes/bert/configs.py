@@ -125,7 +125,8 @@ CONFIGS = {
     ),
     # The CPU miniature (README): BERT-tiny on the Python documentation. AdamW at batch 64 is
     # the small-batch baseline; LAMB at 16x (1,024) uses the sqrt rule from AdamW's batch and
-    # peak, scaled once, not tuned per batch.
+    # peak, scaled once, not tuned per batch. Measured (README): this peak is too small for
+    # LAMB, whose steps are relative to the weight norms; tuning LAMB's own base is open.
     "tiny_adamw_64": PretrainConfig(
         model_size="tiny", optimizer="adamw", global_batch_size=64, train_steps=4000,
         learning_rate=1e-3, warmup_steps=400, decay_power=1.0, global_clipnorm=None,
