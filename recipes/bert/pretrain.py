@@ -264,10 +264,10 @@ def run(fv=FLAGS, log=print):
     config = resolve_config(fv)
     train_files = input_pipeline.list_files(fv.train_files)
     eval_files = input_pipeline.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
-    vocab_size = fv.vocab_size or data_vocab_size(train_files)
+    data_vocab = data_vocab_size(train_files)
+    vocab_size = fv.vocab_size or data_vocab
     if not vocab_size:
         raise ValueError("--vocab_size is required: no metadata.json beside the training files.")
-    data_vocab = data_vocab_size(train_files)
     if data_vocab and data_vocab > vocab_size:
         raise ValueError(
             f"The data's vocabulary ({data_vocab} tokens, metadata.json) does not fit the model's "

@@ -14,15 +14,7 @@ import os
 
 import tensorflow as tf
 
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+from .distribute import host_index
 
 
 class Checkpointer:
@@ -37,7 +29,7 @@ class Checkpointer:
     """
 
     def __init__(self, strategy, directory, max_to_keep=3, **objects):
-        self.is_chief = _is_chief(strategy)
+        self.is_chief = host_index(strategy)[1] == 0
         self.directory = directory
         if not self.is_chief:
             resolver = strategy.cluster_resolver

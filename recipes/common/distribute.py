@@ -62,6 +62,19 @@ def make_strategy(name="auto", tpu=None):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
+def host_index(strategy):
+    """``(hosts, this host's index)``: one input pipeline per host, the chief (or, without
+    one, worker 0) at index 0. ``(1, 0)`` outside a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1, 0
+    spec = resolver.cluster_spec().as_dict()
+    chiefs = len(spec.get("chief", []))
+    hosts = chiefs + len(spec.get("worker", []))
+    index = resolver.task_id if resolver.task_type == "chief" else chiefs + resolver.task_id
+    return hosts, index
+
+
 def strategy_name(strategy):
     """The public name of ``strategy``'s class (``MultiWorkerMirroredStrategy``, whose class is
     ``CollectiveAllReduceStrategy`` internally)."""

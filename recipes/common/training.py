@@ -9,17 +9,7 @@ is split across replicas, hosts and passes (ARCHITECTURE.md: why not ``model.fit
 
 import tensorflow as tf
 
-
-def _host_index(strategy):
-    """``(hosts, this host's index)``: one input pipeline per host (chief first)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return 1, 0
-    spec = resolver.cluster_spec().as_dict()
-    chiefs = len(spec.get("chief", []))
-    hosts = chiefs + len(spec.get("worker", []))
-    index = resolver.task_id if resolver.task_type == "chief" else chiefs + resolver.task_id
-    return hosts, index
+from .distribute import host_index
 
 
 class DataFeed:
@@ -39,7 +29,7 @@ class DataFeed:
 
     def __init__(self, strategy, make_dataset, per_replica_batch_size):
         self.strategy = strategy
-        hosts, index = _host_index(strategy)
+        hosts, index = host_index(strategy)
         self.local_replicas = strategy.num_replicas_in_sync // hosts
         self.per_replica = per_replica_batch_size
         self.first_replica = index * self.local_replicas
