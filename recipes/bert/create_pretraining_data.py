@@ -15,12 +15,12 @@ import json
 import os
 import random
 import shutil
-import sys
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ..common import driver  # noqa: E402
 from . import corpus, instances, records, tokenization  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -166,18 +166,9 @@ def create(fv=FLAGS, log=print):
     return results
 
 
-def main(argv):
-    del argv
-    try:
-        create()
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
-
-
 def run():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    driver.command_line(define_flags, create)
 
 
 if __name__ == "__main__":

@@ -23,23 +23,18 @@ under ``train/`` and ``eval/`` (loss, MLM and NSP accuracy, learning rate, trust
 import dataclasses
 import json
 import os
-import signal
-import sys
-import time
 
-from absl import app, flags
+from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import tqdm  # noqa: E402
 
 import tf_lamb  # noqa: E402
 
-from ..common import checkpointing, distribute, training  # noqa: E402
-from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
+from ..common import checkpointing, distribute, driver, tfrecords, training  # noqa: E402
+from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 _FIELDS = {f.name: f for f in dataclasses.fields(configs.PretrainConfig)}
@@ -47,43 +42,21 @@ _FIELDS = {f.name: f for f in dataclasses.fields(configs.PretrainConfig)}
 
 def define_flags(fv=FLAGS):
     """Defines the program's flags on ``fv`` (tests pass a fresh ``flags.FlagValues()``)."""
+    driver.define_flags(fv)
     flags.DEFINE_enum("config", "tiny_lamb_1k", sorted(configs.CONFIGS),
                       "Named configuration; flags below override its fields.", flag_values=fv)
     flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
                         flag_values=fv)
     flags.DEFINE_string("eval_files", None, "Globs of held-out TFRecords (optional).",
                         flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
     flags.DEFINE_string("init_checkpoint", None, "Start from this checkpoint's model weights "
                         "(a file prefix or a directory: its newest), e.g. phase 1's output_dir. "
                         "Ignored when --output_dir already holds a checkpoint (resume).",
                         flag_values=fv)
     flags.DEFINE_integer("vocab_size", None, "Rows of the token embedding. Default: the data's "
                          "vocabulary (metadata.json next to the training files).", flag_values=fv)
-    flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES,
-                      "tf.distribute strategy (see recipes/common/distribute.py).", flag_values=fv)
-    flags.DEFINE_string("tpu", None, "TPU name or address for TPUClusterResolver ('local' on a "
-                        "TPU VM or Colab).", flag_values=fv)
-    flags.DEFINE_integer("max_per_replica_batch_size", 64, "The most examples one replica "
-                         "processes per pass; larger global batches accumulate gradients.",
-                         flag_values=fv)
-    flags.DEFINE_integer("checkpoint_every", 100, "Optimizer steps between checkpoints (and one "
-                         "at exit).", flag_values=fv)
-    flags.DEFINE_integer("log_every", 10, "Steps between summaries and history lines.",
-                         flag_values=fv)
-    flags.DEFINE_integer("eval_every", 100, "Steps between held-out evaluations (0: only at "
-                         "the end).", flag_values=fv)
-    flags.DEFINE_integer("eval_batches", 0, "Held-out batches of 128 per evaluation (0: all).",
-                         flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
-                         flag_values=fv)
-    flags.DEFINE_integer("shuffle_buffer", 10000, "Training examples in the shuffle buffer (0: "
-                         "the files' interleaved order).", lower_bound=0, flag_values=fv)
-    flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
-    flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
-                         "--strategy=mirrored on one machine; 0: leave it whole).", flag_values=fv)
-    flags.DEFINE_integer("kill_at_step", 0, "Testing: SIGKILL this process right after this "
-                         "step, as a preempted host would be (0: never).", flag_values=fv)
+    flags.DEFINE_integer("eval_batches", 0, "Held-out batches per input pipeline per "
+                         "evaluation (0: all).", lower_bound=0, flag_values=fv)
     flags.DEFINE_list("sqrt_scaling_base", None, "BATCH,LEARNING_RATE: set the peak by the "
                       "LAMB paper's untuned rule, LEARNING_RATE * sqrt(global batch / BATCH).",
                       flag_values=fv)
@@ -188,60 +161,13 @@ def data_vocab_size(train_files):
     return None
 
 
-def evaluate(model, files, config, max_batches=0):
-    """Held-out masked-LM and next-sentence accuracy over ``files`` (one pass, batch 128)."""
-    dataset = input_pipeline.make_dataset(
-        files, config.max_seq_length, config.max_predictions_per_seq, 128, training=False
-    )
-    if max_batches:
-        dataset = dataset.take(max_batches)
-
-    @tf.function
-    def step(batch):
-        return pretraining_task(model, batch, False)
-
-    totals = {}
-    try:
-        for batch in dataset:
-            loss, metrics = step(batch)
-            for k, v in dict(metrics, loss=loss).items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-    except tf.errors.DataLossError as error:
-        path, message = records.find_corrupt_file(files)
-        raise ValueError(f"--eval_files: corrupt record in {path}: {message}") from error
-    if not totals:
-        raise ValueError("--eval_files: the held-out files hold no records.")
+def summarize(sums):
+    """Per-example loss and MLM / NSP accuracy from :func:`pretraining_task`'s metric sums."""
     return {
-        "eval_mlm_accuracy": totals["mlm_correct"] / totals["mlm_count"],
-        "eval_nsp_accuracy": totals["nsp_correct"] / totals["examples"],
-        "eval_loss": totals["loss"] / totals["examples"],
+        "loss": sums["loss"] / sums["examples"],
+        "mlm_accuracy": sums["mlm_correct"] / sums["mlm_count"],
+        "nsp_accuracy": sums["nsp_correct"] / sums["examples"],
     }
-
-
-class _Log:
-    """history.jsonl and TensorBoard writers (the chief's only)."""
-
-    def __init__(self, output_dir, enabled):
-        self.enabled = enabled
-        if enabled:
-            self.history = open(os.path.join(output_dir, "history.jsonl"), "a")
-            self.writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, k))
-                            for k in ("train", "eval")}
-
-    def write(self, step, values, writer="train"):
-        if not self.enabled:
-            return
-        self.history.write(json.dumps({"step": step, **values}) + "\n")
-        self.history.flush()
-        with self.writers[writer].as_default(step=step):
-            for k, v in values.items():
-                tf.summary.scalar(k, v)
-
-    def close(self):
-        if self.enabled:
-            self.history.close()
-            for w in self.writers.values():
-                w.flush()
 
 
 def run(fv=FLAGS, log=print):
@@ -262,8 +188,8 @@ def run(fv=FLAGS, log=print):
     if not fv.train_files:
         raise ValueError("--train_files is required.")
     config = resolve_config(fv)
-    train_files = input_pipeline.list_files(fv.train_files)
-    eval_files = input_pipeline.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
+    train_files = tfrecords.list_files(fv.train_files)
+    eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
     data_vocab = data_vocab_size(train_files)
     vocab_size = fv.vocab_size or data_vocab
     if not vocab_size:
@@ -273,18 +199,14 @@ def run(fv=FLAGS, log=print):
             f"The data's vocabulary ({data_vocab} tokens, metadata.json) does not fit the model's "
             f"--vocab_size={vocab_size}."
         )
-    if fv.cpu_replicas:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * fv.cpu_replicas
-        )
-    strategy = distribute.make_strategy(fv.strategy, fv.tpu)
+    strategy, policy = driver.make_strategy(fv)
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
     log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
     log(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, {config.train_steps} steps, "
-        f"warmup {config.warmup_steps}, BERT-{config.model_size}, seq {config.max_seq_length}")
+        f"warmup {config.warmup_steps}, BERT-{config.model_size}, seq {config.max_seq_length}, "
+        f"{policy}")
     tf.io.gfile.makedirs(fv.output_dir)
 
     keras.utils.set_random_seed(fv.seed)
@@ -297,96 +219,54 @@ def run(fv=FLAGS, log=print):
         )
         optimizer = make_optimizer(config)
         optimizer.build(model.trainable_variables)
+    shapes = (config.max_seq_length, config.max_predictions_per_seq)
     feed = training.DataFeed(
         strategy,
         lambda batch, shards, index: input_pipeline.make_dataset(
-            train_files, config.max_seq_length, config.max_predictions_per_seq, batch,
-            num_shards=shards, shard_index=index, seed=fv.seed, shuffle_buffer=fv.shuffle_buffer,
+            train_files, *shapes, batch, num_shards=shards, shard_index=index, seed=fv.seed,
+            shuffle_buffer=fv.shuffle_buffer,
         ),
         plan.per_replica_batch_size,
     )
-    checkpointer = checkpointing.Checkpointer(
-        strategy, fv.output_dir, model=model, optimizer=optimizer, **feed.trackable()
+    run_config = {"config_name": fv.config, **dataclasses.asdict(config),
+                  "peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size,
+                  "batch_plan": dataclasses.asdict(plan),
+                  "strategy": distribute.strategy_name(strategy), "precision": policy}
+    checkpointer, resumed = driver.open_checkpoints(
+        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable()
     )
-    resumed = checkpointer.restore_latest()
-    if resumed:
-        log(f"resumed from {resumed}")
-    elif fv.init_checkpoint:
+    if not resumed and fv.init_checkpoint:
         log(f"model weights from {checkpointing.restore_model(model, fv.init_checkpoint)}")
-    if checkpointer.is_chief:
-        with tf.io.gfile.GFile(os.path.join(fv.output_dir, "config.json"), "w") as f:
-            json.dump({"config_name": fv.config, **dataclasses.asdict(config),
-                       "peak_learning_rate": config.peak_learning_rate,
-                       "vocab_size": vocab_size, "batch_plan": dataclasses.asdict(plan),
-                       "strategy": distribute.strategy_name(strategy)}, f, indent=2)
 
-    runner = training.StepRunner(strategy, model, optimizer, pretraining_task, plan)
-    logger = _Log(fv.output_dir, checkpointer.is_chief)
-    monitor = (tf_lamb.callbacks.TrustRatioMonitor(os.path.join(fv.output_dir, "train"))
-               if config.optimizer != "adamw" and checkpointer.is_chief else None)
-    step = int(optimizer.iterations.numpy())
-    last_train, last_eval, window = {}, {}, {}
-    end = config.train_steps
-    started, examples_since = time.perf_counter(), 0
-    bar = tqdm.tqdm(total=config.train_steps, initial=step, unit="step", dynamic_ncols=True,
-                    disable=not (fv.progress and checkpointer.is_chief))
-    try:
-        while step < end:
-            try:
-                metrics = {k: float(v) for k, v in runner.train_step(feed).items()}
-            except tf.errors.DataLossError as error:
-                path, message = records.find_corrupt_file(train_files)
-                raise ValueError(f"--train_files: corrupt record in {path}: {message}"
-                                 if path else f"--train_files: {error.message}") from error
-            step += 1
-            if step == fv.kill_at_step:
-                os.kill(os.getpid(), signal.SIGKILL)
-            for k, v in metrics.items():
-                window[k] = window.get(k, 0.0) + v
-            examples_since += config.global_batch_size
-            bar.update(1)
-            if step % fv.log_every == 0 or step == end:
-                elapsed = time.perf_counter() - started
-                last_train = {
-                    "loss": window["loss"] / window["examples"],
-                    "mlm_accuracy": window["mlm_correct"] / window["mlm_count"],
-                    "nsp_accuracy": window["nsp_correct"] / window["examples"],
-                    "learning_rate": float(optimizer.learning_rate),
-                    "examples_per_second": examples_since / elapsed,
-                }
-                logger.write(step, last_train)
-                if monitor:
-                    monitor.record(optimizer, step)
-                bar.set_postfix(loss=f"{last_train['loss']:.3f}",
-                                mlm=f"{last_train['mlm_accuracy']:.3f}",
-                                ex_s=f"{last_train['examples_per_second']:.0f}")
-                window, started, examples_since = {}, time.perf_counter(), 0
-            if eval_files and ((fv.eval_every and step % fv.eval_every == 0) or step == end):
-                last_eval = evaluate(model, eval_files, config, fv.eval_batches)
-                logger.write(step, last_eval, "eval")
-                bar.write(f"step {step}: held-out MLM accuracy {last_eval['eval_mlm_accuracy']:.4f}")
-            if step % fv.checkpoint_every == 0 and step < end:
-                checkpointer.save(step)
-    finally:
-        bar.close()
-        if step > 0 and not checkpointer.saved(step):
-            checkpointer.save(step)  # at exit, also after an error or Ctrl-C
-        logger.close()
-    return {"step": step, "train": last_train, "eval": last_eval}
+    evaluate = None
+    if eval_files:
+        drop = isinstance(strategy, tf.distribute.TPUStrategy)  # static shapes on a TPU
 
+        def eval_dataset(batch, shards, index):
+            dataset = input_pipeline.make_dataset(
+                eval_files, *shapes, batch, num_shards=shards, shard_index=index,
+                training=False, drop_remainder=drop,
+            )
+            return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
 
-def main(argv):
-    del argv
-    try:
-        run()
-    except (ValueError, FileNotFoundError, tf.errors.DataLossError) as error:
-        sys.exit(f"error: {error}")
+        evaluate = driver.Evaluator(strategy, model, pretraining_task, eval_dataset,
+                                    plan.per_replica_batch_size)
+
+    return driver.run_steps(
+        fv,
+        runner=training.StepRunner(strategy, model, optimizer, pretraining_task, plan),
+        feed=feed, checkpointer=checkpointer, train_steps=config.train_steps,
+        summarize=summarize, evaluate=evaluate,
+        explain_data_error=tfrecords.bad_file_explainer(
+            {"--train_files": train_files, "--eval_files": eval_files}),
+        trust_ratios=config.optimizer != "adamw", log=log,
+    )
 
 
 def cli():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    driver.command_line(define_flags, run,
+                        (ValueError, FileNotFoundError, tf.errors.DataLossError))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ Model Garden writes ``input_word_ids`` and ``input_type_ids`` for the first and 
 reader accepts either.
 """
 
-import os
-
 import tensorflow as tf
+
+from ..common import tfrecords
 
 GOOGLE_NAMES = ("input_ids", "input_mask", "segment_ids")
 MODEL_GARDEN_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -53,34 +53,23 @@ def to_example(instance, max_seq_length, max_predictions_per_seq):
 
 
 def write_shards(instances, output_prefix, num_shards, max_seq_length, max_predictions_per_seq):
-    """Writes ``instances`` round-robin into ``num_shards`` TFRecord files.
-
-    Each shard is written to a temporary name and renamed when complete, so an interrupted
-    run never leaves a truncated shard under a final name.
+    """Writes ``instances`` round-robin into ``num_shards`` TFRecord files
+    ``{output_prefix}-{i:05d}-of-{n:05d}.tfrecord``, each complete or absent
+    (:func:`recipes.common.tfrecords.write_shards`).
 
     Args:
         instances: list of :class:`~recipes.bert.instances.Instance`.
-        output_prefix: e.g. ``out/seq128/train``; shards are
-            ``{prefix}-{i:05d}-of-{n:05d}.tfrecord``.
+        output_prefix: e.g. ``out/seq128/train``.
         num_shards: int >= 1 (capped at the number of instances).
 
     Returns:
         The list of shard paths written.
     """
-    num_shards = max(1, min(num_shards, len(instances)))
-    tf.io.gfile.makedirs(os.path.dirname(output_prefix) or ".")
-    paths = [f"{output_prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(path + ".tmp") for path in paths]
-    try:
-        for i, instance in enumerate(instances):
-            example = to_example(instance, max_seq_length, max_predictions_per_seq)
-            writers[i % num_shards].write(example.SerializeToString())
-    finally:
-        for writer in writers:
-            writer.close()
-    for path in paths:
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-    return paths
+    records = [
+        to_example(instance, max_seq_length, max_predictions_per_seq).SerializeToString()
+        for instance in instances
+    ]
+    return tfrecords.write_shards(records, output_prefix, num_shards, suffix=".tfrecord")
 
 
 def feature_names(path):
@@ -129,15 +118,3 @@ def parse_fn(names, max_seq_length, max_predictions_per_seq):
         }
 
     return parse
-
-
-def find_corrupt_file(files):
-    """The first of ``files`` that cannot be read to its end, with TensorFlow's message, or
-    ``(None, None)``: to name the file behind a ``DataLossError`` met while training."""
-    for path in files:
-        try:
-            for _ in tf.data.TFRecordDataset(path):
-                pass
-        except tf.errors.DataLossError as error:
-            return path, error.message
-    return None, None

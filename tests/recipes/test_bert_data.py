@@ -12,6 +12,7 @@ from absl import flags
 from recipes.bert import (
     corpus, create_pretraining_data, input_pipeline, instances, records, tokenization,
 )
+from recipes.common import tfrecords
 
 TUTORIAL = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
 
@@ -306,7 +307,7 @@ def test_reader_splits_files_across_hosts_without_repeating_an_example(tokenized
     with pytest.raises(ValueError, match="4 input files cannot be split across 8 hosts"):
         input_pipeline.make_dataset(paths, 128, 20, 6, 8, 0)
     with pytest.raises(FileNotFoundError, match="--train_files: no file matches"):
-        input_pipeline.list_files(str(tmp_path / "nothing-*"))
+        tfrecords.list_files(str(tmp_path / "nothing-*"))
 
 
 # The program --------------------------------------------------------------------------------

@@ -241,7 +241,7 @@ def test_bad_inputs_stop_with_the_flag_or_file_named(data_dir, tmp_path):
     (corrupt / "train-00000-of-00001.tfrecord").write_bytes(raw[:5000] + b"\0" * 64 + raw[5064:])
     (corrupt / "metadata.json").write_text((data_dir / "seq128" / "metadata.json").read_text())
     proc = pretrain(data_dir, tmp_path / "c", f"--train_files={corrupt}/train-*", check=False)
-    assert "corrupt record in" in proc.stderr and "train-00000-of-00001.tfrecord" in proc.stderr
+    assert "--train_files: bad record in" in proc.stderr and "train-00000-of-00001.tfrecord" in proc.stderr
 
 
 def test_batch_plan_arithmetic_and_errors():

@@ -1,0 +1,282 @@
+"""What every recipe's command line shares: the run flags, the strategy and precision they
+pick, held-out evaluation on the replicas, and the step loop (logs, TensorBoard, progress bar,
+evaluations, checkpoints, resumption after a kill).
+
+A recipe supplies its model, optimizer, task and data; :func:`run_steps` does the rest, the
+same way for BERT and ResNet (ARCHITECTURE.md: one custom loop for every strategy).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+
+import keras
+import tensorflow as tf
+import tqdm
+
+import tf_lamb
+
+from . import checkpointing, distribute
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def define_flags(fv, max_per_replica_batch_size=64):
+    """Defines the run flags every recipe takes on ``fv`` (an ``absl.flags.FlagValues``)."""
+    from absl import flags
+
+    flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
+    flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES,
+                      "tf.distribute strategy (see recipes/common/distribute.py).", flag_values=fv)
+    flags.DEFINE_string("tpu", None, "TPU name or address for TPUClusterResolver ('local' on a "
+                        "TPU VM or Colab).", flag_values=fv)
+    flags.DEFINE_enum("precision", "auto", PRECISIONS, "Keras dtype policy: 'auto' is "
+                      "mixed_bfloat16 on a TPU (the references' setting) and float32 elsewhere; "
+                      "variables and the optimizer stay float32.", flag_values=fv)
+    flags.DEFINE_integer("max_per_replica_batch_size", max_per_replica_batch_size,
+                         "The most examples one replica processes per pass; larger global "
+                         "batches accumulate gradients.", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("checkpoint_every", 100, "Optimizer steps between checkpoints (and one "
+                         "at exit).", lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("log_every", 10, "Steps between summaries and history lines.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("eval_every", 100, "Steps between held-out evaluations (0: only at "
+                         "the end).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
+                         flag_values=fv)
+    flags.DEFINE_integer("shuffle_buffer", 10000, "Training examples in the shuffle buffer (0: "
+                         "the files' interleaved order).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
+    flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
+                         "--strategy=mirrored on one machine; 0: leave it whole).",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("kill_at_step", 0, "Testing: SIGKILL this process right after this "
+                         "step, as a preempted host would be (0: never).", flag_values=fv)
+
+
+def make_strategy(fv):
+    """The strategy and Keras dtype policy the flags ask for; returns ``(strategy, policy)``.
+
+    Call it before building the model: the policy is global to the process.
+    """
+    if fv.cpu_replicas:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * fv.cpu_replicas
+        )
+    strategy = distribute.make_strategy(fv.strategy, fv.tpu)
+    policy = fv.precision
+    if policy == "auto":
+        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+        policy = "mixed_bfloat16" if on_tpu else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return strategy, policy
+
+
+class RunLog:
+    """``history.jsonl`` (one JSON line per record) and TensorBoard scalars under ``train/``
+    and ``eval/``; written by the chief only (``enabled``)."""
+
+    def __init__(self, output_dir, enabled):
+        self.enabled = enabled
+        if enabled:
+            self.history = open(os.path.join(output_dir, "history.jsonl"), "a")
+            self.writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, k))
+                            for k in ("train", "eval")}
+
+    def write(self, step, values, writer="train"):
+        if not self.enabled:
+            return
+        self.history.write(json.dumps({"step": step, **values}) + "\n")
+        self.history.flush()
+        with self.writers[writer].as_default(step=step):
+            for k, v in values.items():
+                tf.summary.scalar(k, v)
+
+    def close(self):
+        if self.enabled:
+            self.history.close()
+            for w in self.writers.values():
+                w.flush()
+
+
+class Evaluator:
+    """Sums a task's metrics over one pass of held-out data, on every replica.
+
+    Args:
+        strategy: the run's strategy.
+        model: the model (built in ``strategy``'s scope).
+        task: ``task(model, batch, training) -> (loss_sum, metrics)`` as for
+            :class:`~recipes.common.training.StepRunner`.
+        make_dataset: ``make_dataset(batch_size, num_shards, shard_index) -> tf.data.Dataset``,
+            a finite pass over this input pipeline's share of the held-out examples in batches
+            of ``batch_size`` (per replica). On a TPU the last partial batch must be dropped.
+        per_replica_batch_size: int.
+        flag: the flag naming the held-out files, for the error when they hold no records.
+    """
+
+    def __init__(self, strategy, model, task, make_dataset, per_replica_batch_size,
+                 flag="--eval_files"):
+        self.strategy = strategy
+        self.flag = flag
+        self._make = lambda context: make_dataset(
+            per_replica_batch_size, context.num_input_pipelines, context.input_pipeline_id
+        )
+
+        def replica(batch):
+            loss, metrics = task(model, batch, False)
+            return dict(metrics, loss=loss)
+
+        @tf.function
+        def step(batch):
+            sums = strategy.run(replica, args=(batch,))
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                    for k, v in sums.items()}
+
+        self._step = step
+
+    def __call__(self):
+        """The metric sums (Python floats) over the held-out data, ``loss`` included.
+
+        Raises:
+            ValueError: the held-out data holds no examples (the message names the flag).
+        """
+        totals = {}
+        for batch in self.strategy.distribute_datasets_from_function(self._make):
+            for k, v in self._step(batch).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        if not totals.get("examples"):
+            raise ValueError(f"{self.flag}: the held-out files hold no records.")
+        return totals
+
+
+def open_checkpoints(strategy, fv, run_config, log=print, **objects):
+    """A :class:`~recipes.common.checkpointing.Checkpointer` of ``objects`` (model, optimizer,
+    the feed's iterator) in ``--output_dir``, restored from its newest checkpoint if any; the
+    chief writes ``run_config`` (a JSON-friendly dict) to ``config.json``.
+
+    Returns:
+        ``(checkpointer, resumed)``: ``resumed`` is the restored checkpoint's path or None.
+    """
+    checkpointer = checkpointing.Checkpointer(strategy, fv.output_dir, **objects)
+    resumed = checkpointer.restore_latest()
+    if resumed:
+        log(f"resumed from {resumed}")
+    if checkpointer.is_chief:
+        with tf.io.gfile.GFile(os.path.join(fv.output_dir, "config.json"), "w") as f:
+            json.dump(run_config, f, indent=2)
+    return checkpointer, resumed
+
+
+def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
+    """A console-script entry point: defines the flags, parses ``sys.argv``, calls ``run()``,
+    and turns any of ``errors`` into ``error: <message>`` and exit status 1."""
+    from absl import app
+
+    def main(argv):
+        del argv
+        try:
+            run()
+        except errors as error:
+            sys.exit(f"error: {error}")
+
+    define_flags()
+    app.run(main)
+
+
+def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluate=None,
+              explain_data_error=None, trust_ratios=False, log=print):
+    """Trains from the optimizer's current step to ``train_steps``, with logs, held-out
+    evaluations and checkpoints; saves a checkpoint at exit, also after an error or Ctrl-C.
+
+    Args:
+        fv: flags from :func:`define_flags` (``output_dir``, ``log_every``, ``eval_every``,
+            ``checkpoint_every``, ``kill_at_step``, ``progress``).
+        runner: a :class:`~recipes.common.training.StepRunner`.
+        feed: its :class:`~recipes.common.training.DataFeed`.
+        checkpointer: a :class:`~recipes.common.checkpointing.Checkpointer`.
+        train_steps: int, the optimizer step to stop at.
+        summarize: ``f(sums) -> dict``: the metric sums of the steps since the last log (or of
+            one evaluation) to the values logged (e.g. accuracy); the first two are shown on
+            the progress bar.
+        evaluate: optional ``f() -> dict`` of held-out metric sums (an :class:`Evaluator`).
+        explain_data_error: optional ``f(error) -> str or None``: a message naming the bad
+            file behind a ``DataLossError`` or ``InvalidArgumentError`` met while training or
+            evaluating (None: not an input problem; the error is raised as it is).
+        trust_ratios: bool, record the layer-wise optimizer's trust ratios to TensorBoard
+            (``tf_lamb.callbacks.TrustRatioMonitor``) at each log.
+        log: print-like, for the evaluation lines.
+
+    Returns:
+        A dict: ``step`` reached, the last ``train`` and ``eval`` values logged.
+
+    Raises:
+        ValueError: ``explain_data_error`` named a bad input file.
+    """
+    optimizer = runner.optimizer
+    global_batch = runner.plan.global_batch_size
+    step = int(optimizer.iterations.numpy())
+    logger = RunLog(fv.output_dir, checkpointer.is_chief)
+    monitor = None
+    if trust_ratios and checkpointer.is_chief:
+        monitor = tf_lamb.callbacks.TrustRatioMonitor(os.path.join(fv.output_dir, "train"))
+    last_train, last_eval, window = {}, {}, {}
+    started, examples_since = time.perf_counter(), 0
+    bar = tqdm.tqdm(total=train_steps, initial=step, unit="step", dynamic_ncols=True,
+                    disable=not (fv.progress and checkpointer.is_chief))
+    try:
+        while step < train_steps:
+            with _input_errors(explain_data_error):
+                sums = runner.train_step(feed)
+            step += 1
+            if step == fv.kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            for k, v in sums.items():
+                window[k] = window.get(k, 0.0) + float(v)
+            examples_since += global_batch
+            bar.update(1)
+            if step % fv.log_every == 0 or step == train_steps:
+                last_train = dict(
+                    summarize(window),
+                    learning_rate=float(optimizer.learning_rate),
+                    examples_per_second=examples_since / (time.perf_counter() - started),
+                )
+                logger.write(step, last_train)
+                if monitor:
+                    monitor.record(optimizer, step)
+                shown = list(last_train.items())[:2]
+                bar.set_postfix({k: f"{v:.3f}" for k, v in shown},
+                                ex_s=f"{last_train['examples_per_second']:.0f}")
+                window, started, examples_since = {}, time.perf_counter(), 0
+            at_eval = (fv.eval_every and step % fv.eval_every == 0) or step == train_steps
+            if evaluate and at_eval:
+                with _input_errors(explain_data_error):
+                    sums = evaluate()
+                last_eval = {f"eval_{k}": v for k, v in summarize(sums).items()}
+                logger.write(step, last_eval, "eval")
+                bar.write(f"step {step}: " + ", ".join(
+                    f"{k} {v:.4f}" for k, v in list(last_eval.items())[:2]))
+            if step % fv.checkpoint_every == 0 and step < train_steps:
+                checkpointer.save(step)
+    finally:
+        bar.close()
+        if step > 0 and not checkpointer.saved(step):
+            checkpointer.save(step)
+        logger.close()
+    return {"step": step, "train": last_train, "eval": last_eval}
+
+
+@contextlib.contextmanager
+def _input_errors(explain):
+    """Turns a read or decode error that ``explain`` traces to an input file into a
+    ``ValueError`` naming it."""
+    try:
+        yield
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+        message = explain(error) if explain else None
+        if message is None:
+            raise
+        raise ValueError(message) from error

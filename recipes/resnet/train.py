@@ -1,0 +1,243 @@
+r"""ResNet-50 on ImageNet TFRecords with LARS, LAMB or Goyal et al.'s momentum SGD, on one
+device, a mirrored set of GPUs, several workers or a TPU.
+
+    # MLPerf's LARS at batch 8,192 on a TPU (the reference's records: train-*, validation-*)
+    python -m recipes.resnet.train --config=mlperf_lars_8k --tpu=local \
+        --train_files='gs://.../train-*' --eval_files='gs://.../validation-*' \
+        --output_dir=gs://.../lars_8k
+    # the CPU miniature: a ResNet-20 on Fashion-MNIST records (recipes.resnet.convert)
+    python -m recipes.resnet.train --config=fashion_lamb_2k \
+        --train_files='/tmp/fashion_records/train-*' \
+        --eval_files='/tmp/fashion_records/validation-*' --output_dir=/tmp/resnet_lamb
+
+``--config`` picks a named configuration (:mod:`recipes.resnet.configs`); any flag given
+overrides its field, and a ``metadata.json`` beside the training files (written by the
+converter) sets the data's size, classes and label offset. The loop, strategies, checkpoints
+(a restarted run resumes with the same step, learning rate, data position and augmentation),
+TensorBoard and progress bar are the BERT recipe's (:mod:`recipes.common.driver`). Written to
+``--output_dir``: ``config.json``, checkpoints, ``history.jsonl``, summaries under ``train/``
+and ``eval/`` (loss, top-1 and top-5 accuracy, learning rate, examples per second, trust
+ratios).
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import flags
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tf_lamb  # noqa: E402
+
+from ..common import distribute, driver, tfrecords, training  # noqa: E402
+from . import configs, input_pipeline, model as model_lib  # noqa: E402
+
+FLAGS = flags.FLAGS
+_FIELDS = {f.name: f for f in dataclasses.fields(configs.TrainConfig)}
+#: metadata.json keys (the converter's) that set configuration fields.
+_METADATA = {"train_examples": "train_examples", "validation_examples": "eval_examples",
+             "num_classes": "num_classes", "label_offset": "label_offset"}
+
+
+def define_flags(fv=FLAGS):
+    """Defines the program's flags on ``fv`` (tests pass a fresh ``flags.FlagValues()``)."""
+    driver.define_flags(fv, max_per_replica_batch_size=256)
+    flags.DEFINE_enum("config", "fashion_lamb_2k", sorted(configs.CONFIGS),
+                      "Named configuration; flags below override its fields.", flag_values=fv)
+    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
+                        flag_values=fv)
+    flags.DEFINE_string("eval_files", None, "Globs of validation TFRecords (optional).",
+                        flag_values=fv)
+    flags.DEFINE_string("tfds_name", None, "Read TensorFlow Datasets' NAME (e.g. imagenet2012, "
+                        "prepared beforehand) instead of --train_files / --eval_files; its "
+                        "'train' and 'validation' splits, labels 0-based.", flag_values=fv)
+    flags.DEFINE_string("tfds_data_dir", None, "TFDS' data_dir.", flag_values=fv)
+    for name, field in _FIELDS.items():
+        if name == "boundaries_epochs":
+            flags.DEFINE_list(name, None, "Overrides the configuration's boundaries_epochs "
+                              "(comma-separated epochs).", flag_values=fv)
+            continue
+        define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+                  str: flags.DEFINE_string}[type(field.default)]
+        define(name, None, f"Overrides the configuration's {name}.", flag_values=fv)
+
+
+def read_metadata(files):
+    """The converter's ``metadata.json`` beside the first file, as configuration fields."""
+    path = os.path.join(os.path.dirname(files[0]), "metadata.json") if files else None
+    if not path or not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        metadata = json.load(f)
+    return {field: metadata[key] for key, field in _METADATA.items() if key in metadata}
+
+
+def resolve_config(fv=FLAGS, metadata=None):
+    """The named configuration, then ``metadata`` (the data's size and classes), then the
+    flags that were given (checked)."""
+    overrides = dict(metadata or {})
+    overrides.update({n: fv[n].value for n in _FIELDS if n in fv and fv[n].value is not None})
+    if "boundaries_epochs" in overrides:
+        try:
+            overrides["boundaries_epochs"] = tuple(float(e) for e in overrides["boundaries_epochs"])
+        except ValueError as error:
+            raise ValueError("--boundaries_epochs takes comma-separated numbers. Received: "
+                             f"{fv.boundaries_epochs}") from error
+    return dataclasses.replace(configs.CONFIGS[fv.config], **overrides)
+
+
+def make_optimizer(config):
+    """LARS, LAMB, or Goyal et al.'s momentum SGD, batch-norm and bias variables excluded
+    from weight decay and layer-wise adaptation.
+
+    Momentum SGD is Goyal et al.'s form (Sec. 2.1: the rate inside the velocity, L2 weight
+    decay in the gradient): ``tf_lamb.LARS`` with every layer's trust ratio fixed at 1.
+    """
+    schedule = config.schedule_fn()
+    if config.optimizer == "lamb":
+        return tf_lamb.LAMB(learning_rate=schedule, beta_1=config.beta_1, beta_2=config.beta_2,
+                            epsilon=config.epsilon, weight_decay=config.weight_decay,
+                            exclude_from_weight_decay=model_lib.EXCLUDE)
+    adaptation = None if config.optimizer == "lars" else (lambda variable: True)
+    return tf_lamb.LARS(learning_rate=schedule, momentum=config.momentum, weight_decay=config.weight_decay,
+                        trust_coefficient=config.trust_coefficient, epsilon=config.epsilon,
+                        exclude_from_weight_decay=model_lib.EXCLUDE,
+                        exclude_from_layer_adaptation=adaptation)
+
+
+def classification_task(label_smoothing, num_classes):
+    """``task(model, (images, labels), training) -> (loss_sum, metrics)``: softmax
+    cross-entropy with label smoothing, summed over the batch; metrics ``correct`` (top-1),
+    ``top5_correct`` and ``examples`` (float32 sums)."""
+
+    def task(model, batch, training):
+        images, labels = batch
+        logits = tf.cast(model(images, training=training), tf.float32)
+        targets = tf.one_hot(labels, num_classes)
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
+        loss = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+        top1 = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+        top5 = tf.nn.in_top_k(labels, logits, min(5, num_classes))
+        return tf.reduce_sum(loss), {
+            "correct": tf.reduce_sum(tf.cast(top1, tf.float32)),
+            "top5_correct": tf.reduce_sum(tf.cast(top5, tf.float32)),
+            "examples": tf.cast(tf.shape(labels)[0], tf.float32),
+        }
+
+    return task
+
+
+def summarize(sums):
+    """Per-example loss and top-1 / top-5 accuracy from the task's metric sums."""
+    return {"loss": sums["loss"] / sums["examples"],
+            "accuracy": sums["correct"] / sums["examples"],
+            "top5_accuracy": sums["top5_correct"] / sums["examples"]}
+
+
+def record_check(config):
+    """``f(serialized)`` that parses, decodes and range-checks one record (to find a bad
+    one after an input error)."""
+
+    def check(serialized):
+        jpeg, label = input_pipeline.decode_check(serialized)
+        label = label - config.label_offset
+        tf.debugging.assert_less(label, config.num_classes, "label >= --num_classes")
+        tf.debugging.assert_non_negative(label, "label below --label_offset")
+        return jpeg, label
+
+    return check
+
+
+def run(fv=FLAGS, log=print):
+    """Runs (or resumes) one training run with the flag values ``fv``.
+
+    Returns:
+        A dict: ``step`` reached, the last ``train`` values and the last ``eval`` values.
+
+    Raises:
+        ValueError, FileNotFoundError: bad flags or inputs, naming the flag or file.
+    """
+    if not fv.output_dir:
+        raise ValueError("--output_dir is required.")
+    if not (fv.train_files or fv.tfds_name):
+        raise ValueError("--train_files (or --tfds_name) is required.")
+    train_files = tfrecords.list_files(fv.train_files) if fv.train_files else []
+    eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
+    metadata = read_metadata(train_files)
+    if fv.tfds_name:
+        metadata["label_offset"] = 0
+    config = resolve_config(fv, metadata)
+    strategy, policy = driver.make_strategy(fv)
+    plan = distribute.plan_batch(
+        config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
+    )
+    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
+    log(f"{config.describe()}, {policy}")
+    tf.io.gfile.makedirs(fv.output_dir)
+
+    keras.utils.set_random_seed(fv.seed)
+    with strategy.scope():
+        model = model_lib.build(config.model, config.image_size, config.num_classes)
+        optimizer = make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+    on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+    dtype = tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32
+    pipeline = dict(image_size=config.image_size, label_offset=config.label_offset,
+                    num_classes=config.num_classes, min_crop_area=config.min_crop_area,
+                    crop_padding=config.crop_padding, dtype=dtype)
+
+    def examples(training, shards, index):
+        if fv.tfds_name:
+            return input_pipeline.read_tfds(fv.tfds_name, "train" if training else "validation",
+                                            fv.tfds_data_dir, training, shards, index)
+        return input_pipeline.read_records(train_files if training else eval_files, training,
+                                           shards, index, fv.seed)
+
+    feed = training.DataFeed(
+        strategy,
+        lambda batch, shards, index: input_pipeline.make_dataset(
+            examples(True, shards, index), batch, training=True, shard_index=index,
+            seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, **pipeline),
+        plan.per_replica_batch_size,
+    )
+    run_config = {"config_name": fv.config, **dataclasses.asdict(config),
+                  "peak_learning_rate": config.peak_learning_rate,
+                  "warmup_steps": config.warmup_steps, "total_steps": config.total_steps,
+                  "steps_per_epoch": config.steps_per_epoch, "batch_plan": dataclasses.asdict(plan),
+                  "strategy": distribute.strategy_name(strategy), "precision": policy}
+    checkpointer, _ = driver.open_checkpoints(
+        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable()
+    )
+    task = classification_task(config.label_smoothing, config.num_classes)
+    evaluate = None
+    if eval_files or fv.tfds_name:
+        evaluate = driver.Evaluator(
+            strategy, model, task,
+            lambda batch, shards, index: input_pipeline.make_dataset(
+                examples(False, shards, index), batch, training=False, drop_remainder=on_tpu,
+                **pipeline),
+            plan.per_replica_batch_size,
+        )
+
+    return driver.run_steps(
+        fv,
+        runner=training.StepRunner(strategy, model, optimizer, task, plan),
+        feed=feed, checkpointer=checkpointer, train_steps=config.total_steps,
+        summarize=summarize, evaluate=evaluate,
+        explain_data_error=tfrecords.bad_file_explainer(
+            {"--train_files": train_files, "--eval_files": eval_files}, record_check(config)),
+        trust_ratios=config.optimizer != "momentum", log=log,
+    )
+
+
+def cli():
+    """Console-script entry point."""
+    driver.command_line(define_flags, run)
+
+
+if __name__ == "__main__":
+    cli()
