@@ -16,5 +16,5 @@ DATA=(--train_files="$OUT/data/seq128/train-*" --eval_files="$OUT/data/seq128/he
     --eval_every=250 --checkpoint_every=1000 "$@"
 "$BIN/tf-lamb-bert-pretrain" --config=tiny_lamb_1k "${DATA[@]}" --output_dir="$OUT/lamb_1k" \
     --eval_every=25 --checkpoint_every=100 --max_per_replica_batch_size=256 "$@"
-exec "$BIN/tf-lamb-bert-compare" --runs="adamw_64=$OUT/adamw_64,lamb_1k=$OUT/lamb_1k" \
-    --output_dir="$OUT"
+exec "$BIN/tf-lamb-compare" --runs="adamw_64=$OUT/adamw_64,lamb_1k=$OUT/lamb_1k" \
+    --metric=eval_mlm_accuracy --step_share=0.125 --output_dir="$OUT"

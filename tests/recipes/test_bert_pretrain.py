@@ -118,9 +118,9 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, tmp_path):
     lines = history(phase2)
     # A new optimizer: the step count (and so the LR schedule) starts again from 0. The log
     # after step 1 shows the LR of step 2 of 2: peak * (1 - 1/2), the peak being the sqrt
-    # rule's 1e-3 * sqrt(16 / 64).
+    # rule's 1e-2 * sqrt(16 / 64).
     assert [r["step"] for r in lines] == [1, 2]
-    assert lines[0]["learning_rate"] == pytest.approx(5e-4 * 0.5, rel=1e-6)
+    assert lines[0]["learning_rate"] == pytest.approx(5e-3 * 0.5, rel=1e-6)
 
 
 @pytest.mark.parametrize("args", [
@@ -138,7 +138,7 @@ def test_lans_with_its_schedule_and_the_adamw_baseline_train(data_dir, tmp_path,
     # the peak held for 1 constant step, then linear decay to 0 at step 4. The polynomial
     # schedule decays over all steps from 0 (Google BERT's convention): peak * (1 - k/4).
     lr = [r["learning_rate"] for r in lines]
-    peak = 1e-3 * (16 / 64) ** 0.5
+    peak = 1e-2 * (16 / 64) ** 0.5
     expected = [1, 1, 0.5, 0] if name == "lans" else [0.75, 0.5, 0.25, 0]
     assert lr == pytest.approx([peak * e for e in expected], rel=1e-6, abs=1e-12)
 
@@ -262,7 +262,7 @@ def test_named_configs_mirror_the_paper_and_check_their_fields():
     assert phase1.weight_decay == 0.01 and phase1.epsilon == 1e-6 and phase1.global_clipnorm == 1.0
     untuned = configs.CONFIGS["bert_large_32k_untuned"]
     assert untuned.peak_learning_rate == pytest.approx(5e-3)
-    assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-3 * 4)
+    assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-2 * 4)
     with pytest.raises(ValueError, match="--optimizer must be one of"):
         configs.PretrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="--sqrt_scaling_base takes BATCH,LEARNING_RATE"):

@@ -1,4 +1,4 @@
-"""Tests of the run comparison (recipes/bert/compare.py): steps to the baseline's accuracy,
+"""Tests of the run comparison (recipes/common/compare.py): steps to the baseline's accuracy,
 training time from the logged throughput, the files written and the errors."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 from absl import flags
 
-from recipes.bert import compare
+from recipes.common import compare
 
 
 def write_run(directory, optimizer, batch, steps, accuracies, examples_per_second):
@@ -42,16 +42,17 @@ def test_steps_to_the_baseline_accuracy_and_training_time(tmp_path):
     small, large, never = rows
     # The target is the baseline's final 0.16: the baseline reaches it at its last step,
     # the large batch at its 3rd evaluation (step 375 = 0.094 of 4,000 steps).
-    assert (small["steps_to_baseline_accuracy"], small["share_of_baseline_steps"]) == (4000, 1.0)
-    assert large["steps_to_baseline_accuracy"] == 375
+    assert (small["steps_to_baseline"], small["share_of_baseline_steps"]) == (4000, 1.0)
+    assert large["steps_to_baseline"] == 375
     assert large["share_of_baseline_steps"] == pytest.approx(375 / 4000)
-    assert never["steps_to_baseline_accuracy"] is None
-    assert large["best_heldout_mlm_accuracy"] == 0.18 and large["steps"] == 500
+    assert never["steps_to_baseline"] is None
+    assert large["best_eval_mlm_accuracy"] == 0.18 and large["steps"] == 500
     assert small["train_seconds"] == pytest.approx(4000 * 64 / 320.0)
     out = tmp_path / "out"
-    assert json.loads((out / "comparison.json").read_text())["target_heldout_mlm_accuracy"] == 0.16
+    assert json.loads((out / "comparison.json").read_text())["target"] == 0.16
     assert (out / "comparison.csv").read_text().count("\n") == 4
-    assert (out / "heldout_mlm_accuracy.png").stat().st_size > 10000
+    assert (out / "eval_mlm_accuracy.png").stat().st_size > 10000
+    assert small["seconds_per_step"] == pytest.approx(64 / 320.0)
 
 
 def test_bad_runs_name_the_flag(tmp_path):
