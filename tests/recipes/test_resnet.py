@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -277,3 +278,20 @@ def test_records_parse_defaults_a_missing_label_to_minus_one():
     example.features.feature[records.ENCODED].bytes_list.value.append(b"x")
     jpeg, label = records.parse(example.SerializeToString())
     assert jpeg.numpy() == b"x" and int(label) == -1
+
+
+def test_bfloat16_precision_trains_with_float32_variables(record_dir, tmp_path):
+    # What a TPU gets by default (--precision=auto); bfloat16 matmuls also run on a CPU.
+    fv = _flags("--config=fashion_lars_2k", f"--train_files={record_dir}/train-*",
+                f"--output_dir={tmp_path}", "--global_batch_size=32", "--train_steps=2",
+                "--noprogress", "--precision=mixed_bfloat16", "--log_every=1", "--warmup_epochs=0")
+    try:
+        result = train_lib.run(fv, log=lambda *_: None)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result["step"] == 2 and np.isfinite(result["train"]["loss"])
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["precision"] == "mixed_bfloat16"
+    model = model_lib.build("resnet8", 28, 10)
+    assert all(v.dtype == "float32" for v in model.variables)
