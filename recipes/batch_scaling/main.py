@@ -27,7 +27,7 @@ from absl import app, flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import data as data_lib  # noqa: E402
-from . import report, study  # noqa: E402
+from . import models, report, study  # noqa: E402
 
 _DEFAULTS = study.StudyConfig()
 
@@ -111,9 +111,10 @@ def define_flags(flag_values=flags.FLAGS):
         "TUNING.md compares both.",
         flag_values=fv)
     flags.DEFINE_enum(
-        "model", d.model, ("mlp", "cnn"),
+        "model", d.model, models.MODELS,
         "mlp: 784-512-256-10 (the default, fast on CPU); cnn: a small LeNet-like net (LAMB paper "
-        "Table 7 uses LeNet on MNIST), 5-10x slower on CPU. The default learning rates were "
+        "Table 7 uses LeNet on MNIST), 5-10x slower on CPU; lstm: rows as 28 time steps into an "
+        "LSTM of 128 units (the LEGW paper's MNIST-LSTM). The default learning rates were "
         "tuned for the mlp.", flag_values=fv)
     flags.DEFINE_string(
         "data_dir", d.data_dir,
