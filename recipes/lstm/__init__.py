@@ -1,0 +1,1 @@
+"""LSTMs under growing batches: the LEGW rule against linear scaling and no warmup."""

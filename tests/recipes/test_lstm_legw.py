@@ -1,0 +1,62 @@
+"""Tests of the LEGW comparison (recipes/lstm/legw.py) on a small real slice of Fashion-MNIST
+read row by row by the LSTM."""
+
+import os
+
+import pytest
+
+from recipes.batch_scaling import data as fashion_data
+from recipes.batch_scaling import study
+from recipes.lstm import legw
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    try:
+        return fashion_data.load_fashion_mnist(allow_download=False)
+    except fashion_data.DataNotFoundError as error:
+        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+
+
+def test_time_to_base_is_the_first_epoch_reaching_the_rules_base_accuracy():
+    def row(rule, batch, accuracies):
+        logs = [{"test_accuracy": f"{a:.4f}", "train_s": f"{10.0 * e:.2f}"}
+                for e, a in enumerate(accuracies, 1)]
+        return {"rule": rule, "optimizer": "lamb", "global_batch_size": batch,
+                "test_accuracy": accuracies[-1], "epoch_logs": logs}
+
+    rows = legw.add_time_to_base([
+        row("legw", 128, [0.70, 0.80, 0.85]), row("legw", 1024, [0.60, 0.86, 0.84]),
+        row("none", 128, [0.50, 0.60, 0.65]), row("none", 1024, [0.40, 0.50, 0.55]),
+    ], base_batch_size=128)
+    assert [(r["epochs_to_base"], r["seconds_to_base"]) for r in rows] == [
+        (3, 30.0), (2, 20.0), (3, 30.0), (None, None)]
+    assert rows[1]["target_accuracy"] == 0.85 and rows[3]["target_accuracy"] == 0.65
+
+
+@pytest.mark.slow
+def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion):
+    config = study.StudyConfig(optimizers=("lamb",), batch_sizes=(64, 256), base_batch_size=64,
+                               epochs=2, train_examples=1024, model="lstm",
+                               base_warmup_epochs=0.25)
+    rows = legw.run_rules(config, study.select(fashion, 1024), progress=False)
+    by = {(r["rule"], r["global_batch_size"]): r for r in rows}
+    # LEGW keeps the warmup steps (0.25 x 16 = 4 at 64; 1.0 epoch x 4 at 256) and scales the
+    # peak by sqrt(4) = 2; the fixed warmup keeps the epochs (ceil(0.25 x 4) = 1 step) with
+    # the peak x 4; no warmup scales by 2.
+    base = config.lamb_learning_rate
+    assert (by["legw", 256]["warmup_steps"], by["legw", 256]["peak_learning_rate"]) == (
+        4, pytest.approx(2 * base))
+    assert (by["linear", 256]["warmup_steps"], by["linear", 256]["peak_learning_rate"]) == (
+        1, pytest.approx(4 * base))
+    assert (by["none", 256]["warmup_steps"], by["none", 64]["warmup_steps"]) == (0, 0)
+    for r in rows:
+        assert len(r["epoch_logs"]) == 2 and 0.1 < r["test_accuracy"] <= 1
+        assert float(r["epoch_logs"][1]["train_s"]) > float(r["epoch_logs"][0]["train_s"]) > 0
+    assert by["legw", 64]["epochs_to_base"] == 2 and by["legw", 64]["delta_vs_base_points"] == 0
+    table = legw.format_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "legw" in table and "none" in table
+    with pytest.raises(ValueError, match="--rules must be among legw, linear, none"):
+        legw.run_rules(config, study.select(fashion, 1024), rules=("cosine",))
