@@ -1,6 +1,8 @@
 """Tests of the LEGW comparison (recipes/lstm/legw.py) on a small real slice of Fashion-MNIST
 read row by row by the LSTM."""
 
+import csv
+import io
 import os
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from recipes.batch_scaling import data as fashion_data
 from recipes.batch_scaling import study
 from recipes.lstm import legw
+from recipes.lstm import main as legw_main
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +40,18 @@ def test_time_to_base_is_the_first_epoch_reaching_the_rules_base_accuracy():
 
 
 @pytest.mark.slow
-def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion):
+def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_path):
     config = study.StudyConfig(optimizers=("lamb",), batch_sizes=(64, 256), base_batch_size=64,
                                epochs=2, train_examples=1024, model="lstm",
-                               base_warmup_epochs=0.25)
-    rows = legw.run_rules(config, study.select(fashion, 1024), progress=False)
+                               base_warmup_epochs=0.25, output_dir=str(tmp_path))
+    out = io.StringIO()
+    rows = legw_main.execute(config, tuple(legw.RULES), fashion, progress=False, out=out)
+    with open(tmp_path / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["rule"], r["global_batch_size"]) for r in table] == [
+        (rule, b) for rule in ("legw", "linear", "none") for b in ("64", "256")]
+    assert (tmp_path / "accuracy_vs_batch.png").stat().st_size > 10000
+    assert "legw" in out.getvalue() and (tmp_path / "results.json").exists()
     by = {(r["rule"], r["global_batch_size"]): r for r in rows}
     # LEGW keeps the warmup steps (0.25 x 16 = 4 at 64; 1.0 epoch x 4 at 256) and scales the
     # peak by sqrt(4) = 2; the fixed warmup keeps the epochs (ceil(0.25 x 4) = 1 step) with
