@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh), then runs the BERT miniature of the LAMB paper's claim on the
-# Python documentation (about 50 minutes on 2 CPU cores): WordPiece + TFRecords at seq 128,
-# BERT-tiny with AdamW at batch 64 for 4,000 steps, BERT-tiny with LAMB at batch 1,024 (16x,
-# sqrt-scaled peak, untuned) for 500 steps (1/8), then the comparison table and plot.
-# Results go to runs/bert_miniature/.
+# Python documentation (about 2 hours on 2 CPU cores): WordPiece + TFRecords at seq 128, then
+# BERT-tiny for 4,000 steps at batch 64 with AdamW (the baseline) and with LAMB (its peak as
+# tuned at that batch), and for 500 steps (1/8) at batch 1,024 (16x) with LAMB twice: the
+# paper's untuned sqrt rule (peak x 4) and the batch-64 peak unscaled; then the comparison
+# table and plot. Results go to runs/bert_miniature/. Extra arguments go to every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,9 +13,16 @@ BIN=.venv/bin
 "$BIN/tf-lamb-bert-data" --output_dir="$OUT/data" --max_seq_lengths=128 \
     --max_predictions_per_seq=20
 DATA=(--train_files="$OUT/data/seq128/train-*" --eval_files="$OUT/data/seq128/heldout-*")
-"$BIN/tf-lamb-bert-pretrain" --config=tiny_adamw_64 "${DATA[@]}" --output_dir="$OUT/adamw_64" \
-    --eval_every=250 --checkpoint_every=1000 "$@"
-"$BIN/tf-lamb-bert-pretrain" --config=tiny_lamb_1k "${DATA[@]}" --output_dir="$OUT/lamb_1k" \
-    --eval_every=25 --checkpoint_every=100 --max_per_replica_batch_size=256 "$@"
-exec "$BIN/tf-lamb-compare" --runs="adamw_64=$OUT/adamw_64,lamb_1k=$OUT/lamb_1k" \
-    --metric=eval_mlm_accuracy --step_share=0.125 --output_dir="$OUT"
+SMALL=(--eval_every=250 --checkpoint_every=1000)
+LARGE=(--eval_every=25 --checkpoint_every=100 --max_per_replica_batch_size=256)
+"$BIN/tf-lamb-bert-pretrain" --config=tiny_adamw_64 "${DATA[@]}" "${SMALL[@]}" \
+    --output_dir="$OUT/adamw_64" "$@"
+"$BIN/tf-lamb-bert-pretrain" --config=tiny_lamb_64 "${DATA[@]}" "${SMALL[@]}" \
+    --output_dir="$OUT/lamb_64" "$@"
+"$BIN/tf-lamb-bert-pretrain" --config=tiny_lamb_1k "${DATA[@]}" "${LARGE[@]}" \
+    --output_dir="$OUT/lamb_1k_sqrt" "$@"
+"$BIN/tf-lamb-bert-pretrain" --config=tiny_lamb_1k --learning_rate=1e-2 "${DATA[@]}" \
+    "${LARGE[@]}" --output_dir="$OUT/lamb_1k_base_lr" "$@"
+exec "$BIN/tf-lamb-compare" --metric=eval_mlm_accuracy --step_share=0.125 \
+    --runs="adamw_64=$OUT/adamw_64,lamb_64=$OUT/lamb_64,lamb_1k_sqrt=$OUT/lamb_1k_sqrt,lamb_1k_base_lr=$OUT/lamb_1k_base_lr" \
+    --output_dir="$OUT"
