@@ -13,7 +13,8 @@ BIN=.venv/bin
 DATA=(--train_files="$OUT/data/train-*" --eval_files="$OUT/data/validation-*")
 for optimizer in momentum lars lamb; do
     "$BIN/tf-lamb-resnet-train" --config="fashion_${optimizer}_2k" "${DATA[@]}" \
-        --output_dir="$OUT/$optimizer" --eval_every=29 --checkpoint_every=58 "$@"
+        --output_dir="$OUT/$optimizer" --eval_every=29 --checkpoint_every=58 \
+        --shuffle_buffer=10000 "$@"  # the measured runs' buffer (the default is 1,024)
 done
 exec "$BIN/tf-lamb-compare" --runs="momentum=$OUT/momentum,lars=$OUT/lars,lamb=$OUT/lamb" \
     --metric=eval_accuracy --output_dir="$OUT"

@@ -24,8 +24,10 @@ from . import checkpointing, distribute
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 
-def define_flags(fv, max_per_replica_batch_size=64):
-    """Defines the run flags every recipe takes on ``fv`` (an ``absl.flags.FlagValues``)."""
+def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
+    """Defines the run flags every recipe takes on ``fv`` (an ``absl.flags.FlagValues``), with
+    the recipe's defaults for the per-replica batch and the shuffle buffer (examples; the
+    buffer is saved in every checkpoint)."""
     from absl import flags
 
     flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
@@ -47,8 +49,9 @@ def define_flags(fv, max_per_replica_batch_size=64):
                          "the end).", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
                          flag_values=fv)
-    flags.DEFINE_integer("shuffle_buffer", 10000, "Training examples in the shuffle buffer (0: "
-                         "the files' interleaved order).", lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("shuffle_buffer", shuffle_buffer, "Training examples in the shuffle "
+                         "buffer, saved in every checkpoint (0: the files' interleaved order).",
+                         lower_bound=0, flag_values=fv)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).",

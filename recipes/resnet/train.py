@@ -45,7 +45,8 @@ _METADATA = {"train_examples": "train_examples", "validation_examples": "eval_ex
 
 def define_flags(fv=FLAGS):
     """Defines the program's flags on ``fv`` (tests pass a fresh ``flags.FlagValues()``)."""
-    driver.define_flags(fv, max_per_replica_batch_size=256)
+    # 1,024 encoded ImageNet JPEGs: about 110 MB in each checkpoint.
+    driver.define_flags(fv, max_per_replica_batch_size=256, shuffle_buffer=1024)
     flags.DEFINE_enum("config", "fashion_lamb_2k", sorted(configs.CONFIGS),
                       "Named configuration; flags below override its fields.", flag_values=fv)
     flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
