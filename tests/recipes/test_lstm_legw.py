@@ -3,24 +3,12 @@ read row by row by the LSTM."""
 
 import csv
 import io
-import os
 
 import pytest
 
-from recipes.batch_scaling import data as fashion_data
 from recipes.batch_scaling import study
 from recipes.lstm import legw
 from recipes.lstm import main as legw_main
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    try:
-        return fashion_data.load_fashion_mnist(allow_download=False)
-    except fashion_data.DataNotFoundError as error:
-        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 def test_time_to_base_is_the_first_epoch_reaching_the_rules_base_accuracy():

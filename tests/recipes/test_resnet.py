@@ -16,7 +16,6 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.batch_scaling import data as fashion_data
 from recipes.common import tfrecords
 from recipes.resnet import configs, convert, input_pipeline, model as model_lib, records
 from recipes.resnet import train as train_lib
@@ -24,16 +23,6 @@ from recipes.resnet import train as train_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEAN = np.array(input_pipeline.MEAN_RGB) * 255.0
 STD = np.array(input_pipeline.STDDEV_RGB) * 255.0
-
-
-@pytest.fixture(scope="module")
-def fashion():
-    try:
-        return fashion_data.load_fashion_mnist(allow_download=False)
-    except fashion_data.DataNotFoundError as error:
-        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="module")
