@@ -37,18 +37,12 @@ from ..common import checkpointing, distribute, driver, tfrecords, training  # n
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-_FIELDS = {f.name: f for f in dataclasses.fields(configs.PretrainConfig)}
 
 
 def define_flags(fv=FLAGS):
     """Defines the program's flags on ``fv`` (tests pass a fresh ``flags.FlagValues()``)."""
     driver.define_flags(fv)
-    flags.DEFINE_enum("config", "tiny_lamb_1k", sorted(configs.CONFIGS),
-                      "Named configuration; flags below override its fields.", flag_values=fv)
-    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
-                        flag_values=fv)
-    flags.DEFINE_string("eval_files", None, "Globs of held-out TFRecords (optional).",
-                        flag_values=fv)
+    driver.define_config_flags(fv, configs.CONFIGS, "tiny_lamb_1k", skip=("sqrt_scaling_base",))
     flags.DEFINE_string("init_checkpoint", None, "Start from this checkpoint's model weights "
                         "(a file prefix or a directory: its newest), e.g. phase 1's output_dir. "
                         "Ignored when --output_dir already holds a checkpoint (resume).",
@@ -60,19 +54,12 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_list("sqrt_scaling_base", None, "BATCH,LEARNING_RATE: set the peak by the "
                       "LAMB paper's untuned rule, LEARNING_RATE * sqrt(global batch / BATCH).",
                       flag_values=fv)
-    for name, field in _FIELDS.items():
-        if name == "sqrt_scaling_base":
-            continue
-        kind = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
-        define = kind.get(field.type if isinstance(field.type, type) else type(field.default),
-                          flags.DEFINE_float)
-        define(name, None, f"Overrides the configuration's {name}.", flag_values=fv)
 
 
 def resolve_config(fv=FLAGS):
     """The named configuration with the flags that were given applied (checked)."""
     base = configs.CONFIGS[fv.config]
-    overrides = {n: fv[n].value for n in _FIELDS if n in fv and fv[n].value is not None}
+    overrides = driver.config_overrides(fv, configs.PretrainConfig)
     if "sqrt_scaling_base" in overrides:
         if "learning_rate" in overrides:
             raise ValueError("Give --learning_rate or --sqrt_scaling_base, not both.")

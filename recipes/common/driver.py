@@ -7,6 +7,7 @@ same way for BERT and ResNet (ARCHITECTURE.md: one custom loop for every strateg
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -58,6 +59,41 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("kill_at_step", 0, "Testing: SIGKILL this process right after this "
                          "step, as a preempted host would be (0: never).", flag_values=fv)
+
+
+def define_config_flags(fv, configs, default, skip=(), eval_help="Globs of held-out TFRecords "
+                        "(optional)."):
+    """Defines ``--config`` (a name in ``configs``), ``--train_files``, ``--eval_files`` and
+    one override flag per field of the configurations' dataclass (int, float or str; the
+    fields in ``skip`` are left to the recipe).
+
+    Args:
+        fv: an ``absl.flags.FlagValues``.
+        configs: dict of named dataclass instances.
+        default: the default ``--config``.
+        skip: field names not defined here.
+        eval_help: the help of ``--eval_files``.
+    """
+    from absl import flags
+
+    flags.DEFINE_enum("config", default, sorted(configs),
+                      "Named configuration; flags below override its fields.", flag_values=fv)
+    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
+                        flag_values=fv)
+    flags.DEFINE_string("eval_files", None, eval_help, flag_values=fv)
+    kinds = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
+    for field in dataclasses.fields(next(iter(configs.values()))):
+        if field.name in skip:
+            continue
+        kind = field.type if isinstance(field.type, type) else type(field.default)
+        kinds[kind](field.name, None, f"Overrides the configuration's {field.name}.",
+                    flag_values=fv)
+
+
+def config_overrides(fv, config_class):
+    """``{field: value}`` of the configuration flags given on the command line."""
+    return {f.name: fv[f.name].value for f in dataclasses.fields(config_class)
+            if f.name in fv and fv[f.name].value is not None}
 
 
 def make_strategy(fv):

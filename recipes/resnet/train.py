@@ -37,7 +37,6 @@ from ..common import distribute, driver, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
-_FIELDS = {f.name: f for f in dataclasses.fields(configs.TrainConfig)}
 #: metadata.json keys (the converter's) that set configuration fields.
 _METADATA = {"train_examples": "train_examples", "validation_examples": "eval_examples",
              "num_classes": "num_classes", "label_offset": "label_offset"}
@@ -47,24 +46,15 @@ def define_flags(fv=FLAGS):
     """Defines the program's flags on ``fv`` (tests pass a fresh ``flags.FlagValues()``)."""
     # 1,024 encoded ImageNet JPEGs: about 110 MB in each checkpoint.
     driver.define_flags(fv, max_per_replica_batch_size=256, shuffle_buffer=1024)
-    flags.DEFINE_enum("config", "fashion_lamb_2k", sorted(configs.CONFIGS),
-                      "Named configuration; flags below override its fields.", flag_values=fv)
-    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
-                        flag_values=fv)
-    flags.DEFINE_string("eval_files", None, "Globs of validation TFRecords (optional).",
-                        flag_values=fv)
+    driver.define_config_flags(fv, configs.CONFIGS, "fashion_lamb_2k",
+                               skip=("boundaries_epochs",),
+                               eval_help="Globs of validation TFRecords (optional).")
+    flags.DEFINE_list("boundaries_epochs", None, "Overrides the configuration's "
+                      "boundaries_epochs (comma-separated epochs).", flag_values=fv)
     flags.DEFINE_string("tfds_name", None, "Read TensorFlow Datasets' NAME (e.g. imagenet2012, "
                         "prepared beforehand) instead of --train_files / --eval_files; its "
                         "'train' and 'validation' splits, labels 0-based.", flag_values=fv)
     flags.DEFINE_string("tfds_data_dir", None, "TFDS' data_dir.", flag_values=fv)
-    for name, field in _FIELDS.items():
-        if name == "boundaries_epochs":
-            flags.DEFINE_list(name, None, "Overrides the configuration's boundaries_epochs "
-                              "(comma-separated epochs).", flag_values=fv)
-            continue
-        define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
-                  str: flags.DEFINE_string}[type(field.default)]
-        define(name, None, f"Overrides the configuration's {name}.", flag_values=fv)
 
 
 def read_metadata(files):
@@ -81,7 +71,7 @@ def resolve_config(fv=FLAGS, metadata=None):
     """The named configuration, then ``metadata`` (the data's size and classes), then the
     flags that were given (checked)."""
     overrides = dict(metadata or {})
-    overrides.update({n: fv[n].value for n in _FIELDS if n in fv and fv[n].value is not None})
+    overrides.update(driver.config_overrides(fv, configs.TrainConfig))
     if "boundaries_epochs" in overrides:
         try:
             overrides["boundaries_epochs"] = tuple(float(e) for e in overrides["boundaries_epochs"])
