@@ -79,6 +79,15 @@ def preprocess_for_train(jpeg, image_size, seed, min_crop_area=0.08, crop_paddin
     return _normalize(image, image_size, dtype)
 
 
+def class_index(label, label_offset, num_classes):
+    """The 0-based class of a stored ``label``; a label outside ``[0, num_classes)`` after
+    the offset raises ``InvalidArgumentError`` (in a dataset: when the element is read)."""
+    label = label - label_offset
+    tf.debugging.assert_less(label, num_classes, "label >= --num_classes")
+    tf.debugging.assert_non_negative(label, "label below --label_offset")
+    return label
+
+
 def decode_check(serialized):
     """Parses a record and decodes its JPEG: a bad record fails here (see
     :func:`recipes.common.tfrecords.find_bad_file`)."""
@@ -158,10 +167,7 @@ def make_dataset(examples, batch_size, image_size, training=True, shard_index=0,
                                          crop_padding, dtype)
         else:
             image = preprocess_for_eval(jpeg, image_size, crop_padding, dtype)
-        label = label - label_offset
-        tf.debugging.assert_less(label, num_classes, "label >= num_classes")
-        tf.debugging.assert_non_negative(label, "label below label_offset")
-        return image, label
+        return image, class_index(label, label_offset, num_classes)
 
     if training:  # the count (saved with the iterator) seeds each example's augmentation
         dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.counter(dtype=tf.int32))

@@ -135,10 +135,7 @@ def record_check(config):
 
     def check(serialized):
         jpeg, label = input_pipeline.decode_check(serialized)
-        label = label - config.label_offset
-        tf.debugging.assert_less(label, config.num_classes, "label >= --num_classes")
-        tf.debugging.assert_non_negative(label, "label below --label_offset")
-        return jpeg, label
+        return jpeg, input_pipeline.class_index(label, config.label_offset, config.num_classes)
 
     return check
 
