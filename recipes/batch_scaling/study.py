@@ -19,6 +19,7 @@ the global batch (the last partial batch of an epoch is dropped, see ``data.trai
 """
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -94,7 +95,7 @@ def _format_list(values):
     return ",".join(str(v) for v in values)
 
 
-def validate(config, num_train_examples=None):
+def validate(config, num_train_examples=None, known_models=models.MODELS):
     """Checks ``config`` before anything runs; raises :class:`FlagError` naming the flag.
 
     Args:
@@ -102,6 +103,8 @@ def validate(config, num_train_examples=None):
         num_train_examples: int, the training examples one epoch draws from, once the data is
             loaded; before that, ``train_examples`` or, when 0, Fashion-MNIST's 60,000 less
             ``validation_examples``.
+        known_models: the allowed ``config.model`` names (another recipe's models, e.g. the
+            LSTM language model's, when it passes its own builder to :func:`run_study`).
 
     Raises:
         FlagError: the first invalid setting found.
@@ -166,7 +169,7 @@ def validate(config, num_train_examples=None):
         wd = config.weight_decay(name)
         if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
             _fail(f"{name}_weight_decay", wd, "must be a finite number >= 0.")
-    enums = (("scaling", SCALING_RULES), ("warmup", WARMUPS), ("model", models.MODELS))
+    enums = (("scaling", SCALING_RULES), ("warmup", WARMUPS), ("model", known_models))
     for flag, allowed in enums:
         if getattr(config, flag) not in allowed:
             _fail(flag, getattr(config, flag), f"allowed values: {_format_list(allowed)}.")
@@ -349,8 +352,16 @@ def select(dataset, train_examples=0, validation_examples=0):
     return dataset
 
 
-def run_one(config, dataset, optimizer_name, batch_size, progress=True):
+def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_model=None):
     """Trains one model with one optimizer at one global batch size and tests it.
+
+    Args:
+        config: a validated :class:`StudyConfig`; ``dataset``: as :func:`select` returns it
+            (any arrays with its fields: ``y`` may hold one label per time step).
+        optimizer_name: one of :data:`OPTIMIZERS`; ``batch_size``: the global batch.
+        progress: bool, show a progress bar.
+        build_model: optional ``f(seed) -> keras.Model`` returning logits; default
+            ``models.build_model(config.model, seed)``.
 
     Returns:
         A dict, one row of the results (see ``report.COLUMNS``) plus ``train_loss`` and
@@ -363,7 +374,7 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True):
     sched = build_schedule(
         config, batch_size, num_train, base_learning_rate=config.learning_rate(optimizer_name)
     )
-    model = models.build_model(config.model, seed=config.seed)
+    model = (build_model or functools.partial(models.build_model, config.model))(seed=config.seed)
     optimizer = build_optimizer(
         optimizer_name,
         sched.schedule,
@@ -382,8 +393,8 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True):
         # Also the training time so far (the run's set-up included, evaluations excluded).
         nonlocal evaluation_seconds
         begin = time.perf_counter()
-        accuracy, _ = evaluate(model, dataset.x_test, dataset.y_test)
-        logs = {"test_accuracy": f"{accuracy:.4f}",
+        accuracy, loss = evaluate(model, dataset.x_test, dataset.y_test)
+        logs = {"test_accuracy": f"{accuracy:.4f}", "test_loss": f"{loss:.4f}",
                 "train_s": f"{begin - start - evaluation_seconds:.2f}"}
         evaluation_seconds += time.perf_counter() - begin
         return logs
@@ -419,7 +430,7 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True):
     }
 
 
-def run_study(config, dataset, progress=True, on_result=None):
+def run_study(config, dataset, progress=True, on_result=None, build_model=None):
     """Runs every (optimizer, batch size) pair of ``config``, optimizers in the outer loop.
 
     Args:
@@ -427,6 +438,7 @@ def run_study(config, dataset, progress=True, on_result=None):
         dataset: a ``data.FashionMNIST`` already passed through :func:`select`.
         progress: bool, show a progress bar per run.
         on_result: optional ``f(rows so far)`` called after each run (to save partial results).
+        build_model: optional ``f(seed) -> keras.Model``, as in :func:`run_one`.
 
     Returns:
         The list of result rows, in run order.
@@ -434,7 +446,8 @@ def run_study(config, dataset, progress=True, on_result=None):
     rows = []
     for name in config.optimizers:
         for batch in sorted(config.batch_sizes):
-            rows.append(run_one(config, dataset, name, batch, progress=progress))
+            rows.append(run_one(config, dataset, name, batch, progress=progress,
+                                build_model=build_model))
             if on_result:
                 on_result(rows)
     return rows

@@ -12,6 +12,7 @@ The default corpus is the second: real English prose that installs offline.
 
 import glob
 import os
+import random
 import re
 
 #: Where Debian's ``python3.11-doc`` puts the documentation sources (DATA.md).
@@ -178,3 +179,30 @@ def split_sentences(paragraphs, min_words=3):
             if len(sentence.split()) >= min_words:
                 sentences.append(sentence)
     return sentences
+
+
+def split_documents(documents, heldout_fraction, seed):
+    """``(train, heldout)``: whole documents, ``heldout_fraction`` of them (at least 2 when the
+    fraction is positive) chosen at random with ``seed``.
+
+    Raises:
+        ValueError: ``heldout_fraction`` outside [0, 0.5], or too few documents to split.
+    """
+    if not 0.0 <= heldout_fraction <= 0.5:
+        raise ValueError(
+            f"--heldout_fraction must be in [0, 0.5]. Received: heldout_fraction={heldout_fraction}"
+        )
+    if heldout_fraction == 0:
+        return documents, []
+    count = max(2, round(len(documents) * heldout_fraction))
+    if len(documents) - count < 2:
+        raise ValueError(
+            f"{len(documents)} documents are too few to hold out {count} and train on the rest."
+        )
+    order = list(range(len(documents)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:count])
+    return (
+        [d for i, d in enumerate(documents) if i not in held],
+        [d for i, d in enumerate(documents) if i in held],
+    )

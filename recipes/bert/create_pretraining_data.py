@@ -13,7 +13,6 @@ Debian's ``python3.11-doc`` (DATA.md).
 
 import json
 import os
-import random
 import shutil
 
 from absl import flags
@@ -64,33 +63,6 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_integer("seed", 12345, "Seed of every random choice.", flag_values=fv)
 
 
-def split_documents(documents, heldout_fraction, seed):
-    """``(train, heldout)``: whole documents, ``heldout_fraction`` of them (at least 2 when the
-    fraction is positive) chosen at random with ``seed``.
-
-    Raises:
-        ValueError: ``heldout_fraction`` outside [0, 0.5], or too few documents to split.
-    """
-    if not 0.0 <= heldout_fraction <= 0.5:
-        raise ValueError(
-            f"--heldout_fraction must be in [0, 0.5]. Received: heldout_fraction={heldout_fraction}"
-        )
-    if heldout_fraction == 0:
-        return documents, []
-    count = max(2, round(len(documents) * heldout_fraction))
-    if len(documents) - count < 2:
-        raise ValueError(
-            f"{len(documents)} documents are too few to hold out {count} and train on the rest."
-        )
-    order = list(range(len(documents)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:count])
-    return (
-        [d for i, d in enumerate(documents) if i not in held],
-        [d for i, d in enumerate(documents) if i in held],
-    )
-
-
 def create(fv=FLAGS, log=print):
     """Runs the program with the flag values ``fv``; returns ``{seq_length: metadata}``."""
     if not fv.output_dir:
@@ -119,7 +91,7 @@ def create(fv=FLAGS, log=print):
     else:
         documents = corpus.read_document_dir(fv.input_dir, fv.input_pattern)
         source = os.path.join(fv.input_dir, fv.input_pattern)
-    train_docs, heldout_docs = split_documents(documents, fv.heldout_fraction, fv.seed)
+    train_docs, heldout_docs = corpus.split_documents(documents, fv.heldout_fraction, fv.seed)
     log(f"{len(documents)} documents from {source}: {len(train_docs)} train, "
         f"{len(heldout_docs)} held out")
 

@@ -38,8 +38,16 @@ def make_train_step(model, optimizer, loss_fn, jit_compile=False):
 def evaluate(model, x, y, batch_size=10000):
     """Top-1 accuracy and mean cross-entropy of a logits ``model`` on numpy arrays.
 
+    Args:
+        model: maps ``x`` to logits whose last axis is the class.
+        x: inputs, ``(n, ...)``.
+        y: int labels, ``(n,)`` for one label per example or ``(n, steps)`` for one per time
+            step (a language model's next tokens); every label counts once.
+        batch_size: examples per forward pass.
+
     Returns:
-        ``(accuracy, loss)`` as Python floats; the loss is NaN when the logits are not finite.
+        ``(accuracy, loss)`` as Python floats, means over all labels; the loss is NaN when the
+        logits are not finite.
     """
 
     @tf.function
@@ -56,7 +64,7 @@ def evaluate(model, x, y, batch_size=10000):
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             )
         )
-    return correct / len(x), total_loss / len(x)
+    return correct / y.size, total_loss / y.size
 
 
 def train(step, dataset, epochs, steps_per_epoch, description="", on_epoch_end=None, progress=True):

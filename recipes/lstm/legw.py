@@ -11,11 +11,14 @@ Rules (You et al. 2019, "Large-Batch Training for LSTM and Beyond", arXiv 1901.0
 
 Each optimizer's base rate is tuned once at the base batch and shared by every rule and batch
 size; nothing is re-tuned. "Time to the base accuracy" is the training time (evaluations
-excluded) until the first epoch whose test accuracy reaches the same rule's and optimizer's
-final accuracy at the base batch; it needs ``eval_every_epoch``.
+excluded) until the first epoch whose test accuracy (or, for a language model, perplexity)
+reaches the same rule's and optimizer's final value at the base batch; it needs
+``eval_every_epoch``.
 """
 
 import dataclasses
+import math
+import os
 
 from ..batch_scaling import report as study_report
 from ..batch_scaling import study
@@ -23,66 +26,97 @@ from ..batch_scaling import study
 #: rule -> (the study's warmup policy, its scaling rule).
 RULES = {"legw": ("legw", "sqrt"), "linear": ("fixed", "linear"), "none": ("none", "sqrt")}
 
+#: What a run is judged by: ``accuracy`` (higher is better) for a classifier, ``perplexity``
+#: (``exp`` of the mean cross-entropy per token, lower is better) for a language model.
+METRICS = ("accuracy", "perplexity")
 
-def epochs_to_target(row, target):
+
+def metric_value(logs, metric):
+    """``metric`` of a results row or of one epoch's logs (which hold ``test_accuracy`` and
+    ``test_loss``), as a float; perplexity is inf when the loss overflows ``exp``."""
+    if metric == "accuracy":
+        return float(logs["test_accuracy"])
+    loss = float(logs["test_loss"])
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def reaches(value, target, metric):
+    """Whether ``value`` is at least as good as ``target`` under ``metric``."""
+    return value >= target if metric == "accuracy" else value <= target
+
+
+def epochs_to_target(row, target, metric="accuracy"):
     """``(epoch, training seconds)`` of the first epoch of ``row`` (a study result with
-    per-epoch ``epoch_logs``) whose test accuracy reaches ``target``; ``(None, None)`` if none.
+    per-epoch ``epoch_logs``) whose ``metric`` reaches ``target``; ``(None, None)`` if none.
     """
     for epoch, logs in enumerate(row["epoch_logs"], 1):
-        if float(logs["test_accuracy"]) >= target:
+        if reaches(metric_value(logs, metric), target, metric):
             return epoch, float(logs["train_s"])
     return None, None
 
 
-def add_time_to_base(rows, base_batch_size):
-    """Sets ``target_accuracy``, ``epochs_to_base`` and ``seconds_to_base`` on each row: the
-    base batch's final accuracy for the same rule and optimizer, and when the run reached it."""
-    bases = {(r["rule"], r["optimizer"]): r["test_accuracy"] for r in rows
+def add_time_to_base(rows, base_batch_size, metric="accuracy"):
+    """Sets ``target``, ``epochs_to_base`` and ``seconds_to_base`` on each row: the base
+    batch's final ``metric`` for the same rule and optimizer, and when the run reached it."""
+    bases = {(r["rule"], r["optimizer"]): metric_value(r, metric) for r in rows
              if r["global_batch_size"] == base_batch_size}
     for r in rows:
         target = bases.get((r["rule"], r["optimizer"]))
-        r["target_accuracy"] = target
+        r["target"] = target
         r["epochs_to_base"], r["seconds_to_base"] = (
-            epochs_to_target(r, target) if target is not None else (None, None))
+            epochs_to_target(r, target, metric) if target is not None else (None, None))
     return rows
 
 
-def run_rules(config, dataset, rules=tuple(RULES), progress=True):
+def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accuracy",
+              build_model=None, known_models=None):
     """Runs the study of ``config`` under each of ``rules``; returns the merged rows.
 
     Args:
         config: a :class:`recipes.batch_scaling.study.StudyConfig` (its ``warmup`` and
             ``scaling`` are replaced per rule; ``eval_every_epoch`` is turned on).
-        dataset: a Fashion-MNIST already passed through ``study.select``.
+        dataset: Fashion-MNIST already passed through ``study.select``, or a
+            :class:`recipes.lstm.text.TextData`.
         rules: names from :data:`RULES`.
+        metric: one of :data:`METRICS`, what "the base batch's result" means.
+        build_model: optional ``f(seed) -> keras.Model`` (the language model); default the
+            study's ``config.model``.
+        known_models: model names ``study.validate`` accepts (default the study's).
 
     Returns:
-        The study's rows with ``rule``, ``delta_vs_base_points`` (within the rule) and the
-        :func:`add_time_to_base` fields.
+        The study's rows with ``rule``, ``test_perplexity``, ``delta_vs_base_points`` (accuracy,
+        within the rule) and the :func:`add_time_to_base` fields.
 
     Raises:
-        ValueError: an unknown rule (the message names ``--rules``).
+        ValueError: an unknown rule (the message names ``--rules``) or metric.
     """
     unknown = [r for r in rules if r not in RULES]
     if unknown:
         raise ValueError(f"--rules must be among {', '.join(RULES)}. Received: {unknown}")
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}. Received: {metric!r}")
+    checks = {"known_models": known_models} if known_models else {}
     rows = []
     for rule in rules:
         warmup, scaling = RULES[rule]
         rule_config = dataclasses.replace(config, warmup=warmup, scaling=scaling,
                                           eval_every_epoch=True)
-        study.validate(rule_config, num_train_examples=len(dataset.x_train))
-        found = study.run_study(rule_config, dataset, progress=progress)
+        study.validate(rule_config, num_train_examples=len(dataset.x_train), **checks)
+        found = study.run_study(rule_config, dataset, progress=progress, build_model=build_model)
         study_report.add_deltas(found, config.base_batch_size)
-        rows += [dict(r, rule=rule) for r in found]
-    return add_time_to_base(rows, config.base_batch_size)
+        rows += [dict(r, rule=rule, test_perplexity=metric_value(r, "perplexity"))
+                 for r in found]
+    return add_time_to_base(rows, config.base_batch_size, metric)
 
 
-def format_table(rows):
+def format_table(rows, metric="accuracy"):
     """A text table: rule, optimizer, batch, peak LR, warmup steps, accuracy, its change from
-    the base batch, and the training time to the base accuracy."""
+    the base batch (points), perplexity when ``metric`` is ``perplexity``, and the training
+    time to the base batch's value of ``metric``."""
+    ppl = metric == "perplexity"
     header = (f"{'rule':<7} {'optimizer':<9} {'batch':>6} {'peak LR':>9} {'warmup':>7} "
-              f"{'test acc':>8} {'vs base':>8} {'to base':>14}")
+              f"{'test acc':>8} {'vs base':>8} " + (f"{'perplexity':>10} " if ppl else "")
+              + f"{'to base':>14}")
     lines = [header, "-" * len(header)]
     for r in rows:
         delta = r["delta_vs_base_points"]
@@ -92,5 +126,49 @@ def format_table(rows):
             f"{r['rule']:<7} {r['optimizer']:<9} {r['global_batch_size']:>6d} "
             f"{r['peak_learning_rate']:>9.4g} {r['warmup_steps']:>7d} "
             f"{100 * r['test_accuracy']:>7.2f}% {'' if delta is None else f'{delta:+.2f}':>8} "
-            f"{reached:>14}")
+            + (f"{r['test_perplexity']:>10.2f} " if ppl else "") + f"{reached:>14}")
     return "\n".join(lines)
+
+
+def plot(rows, output_dir, base_batch_size, metric="accuracy", title=""):
+    """Writes the plot of ``metric`` against the global batch, one line per optimizer and rule;
+    returns its path (``accuracy_vs_batch.png``, the study's plot, or
+    ``perplexity_vs_batch.png``: log-scaled perplexity, the base batch's values dashed)."""
+    lines = [dict(r, optimizer=f"{r['optimizer']} ({r['rule']})") for r in rows]
+    if metric == "accuracy":
+        path = os.path.join(output_dir, study_report.PLOT_NAME)
+        study_report.plot(lines, path, base_batch_size, title=title)
+        return path
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    path = os.path.join(output_dir, "perplexity_vs_batch.png")
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    names = list(dict.fromkeys(r["optimizer"] for r in lines))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    batches = sorted({r["global_batch_size"] for r in lines})
+    for i, name in enumerate(names):
+        points = sorted((r["global_batch_size"], r["test_perplexity"]) for r in lines
+                        if r["optimizer"] == name)
+        colour = colours[i % len(colours)]
+        ax.plot([b for b, _ in points], [p for _, p in points], marker="osD^vP*X"[i % 8],
+                color=colour, label=name)
+        base = [p for b, p in points if b == base_batch_size]
+        if base:
+            ax.axhline(base[0], color=colour, ls="--", lw=0.8, alpha=0.7)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(batches)
+    ax.set_xticklabels([f"{b}\n({b / base_batch_size:g}x)" for b in batches], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel(f"global batch size (log2 scale; base batch {base_batch_size})")
+    ax.set_ylabel("held-out perplexity (log scale; lower is better)")
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(title="dashed: perplexity at the base batch", fontsize=8, title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,17 +1,28 @@
-r"""LEGW study: an LSTM over Fashion-MNIST rows at batch sizes up to 64x, under each scaling rule.
+r"""LEGW study: LSTMs at batch sizes up to 64x the base, under each scaling rule.
 
-Takes every flag of the batch-scaling study (``python -m recipes.batch_scaling --help``), with
-LSTM defaults (``--model=lstm``, base batch 128, batches 128 to 8,192, LAMB and momentum SGD),
-plus ``--rules``; writes ``results.csv``, ``results.json`` and ``accuracy_vs_batch.png`` (one
-line per rule and optimizer) to ``--output_dir``:
+Two tasks (``--task``), both from the LEGW paper (You et al. 2019, arXiv 1901.08256):
 
-    python -m recipes.lstm.main --output_dir=/tmp/legw --epochs=10
+- ``rows`` (default): Fashion-MNIST images read row by row (28 steps of 28 pixels) by an LSTM
+  classifier, the paper's MNIST-LSTM; judged by held-out accuracy.
+- ``text``: a word-piece LSTM language model over the real corpus of DATA.md (the Python
+  documentation, or ``--input_files`` / ``--input_dir``), the paper's PTB-LSTM in miniature;
+  judged by held-out perplexity (``recipes/lstm/text.py``, ``recipes/lstm/language_model.py``).
 
-The base learning rates are the flags' (the study's defaults were tuned for its MLP at batch
-256, TUNING.md); tune them once at batch 128 for the LSTM before reading anything into the
-comparison.
+Takes every flag of the batch-scaling study (``python -m recipes.batch_scaling --help``) plus
+``--rules``, ``--task`` and the text flags, with LSTM defaults (base batch 128, batches 128 to
+8,192, LAMB and momentum SGD; each task's own learning rates and epochs, RESULTS.md, unless
+given on the command line). Writes ``results.csv``, ``results.json`` and a plot (one line per
+rule and optimizer) to ``--output_dir``:
+
+    python -m recipes.lstm.main --output_dir=/tmp/legw
+    python -m recipes.lstm.main --task=text --output_dir=/tmp/legw_text
+
+The base learning rates were tuned once per task at batch 128 on held-out data
+(``recipes/lstm/RESULTS.md``); nothing is re-tuned per batch size or rule.
 """
 
+import dataclasses
+import functools
 import os
 import sys
 import time
@@ -23,27 +34,82 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from ..batch_scaling import data as data_lib  # noqa: E402
 from ..batch_scaling import main as study_main  # noqa: E402  (defines the study's flags)
 from ..batch_scaling import report, study  # noqa: E402
-from . import legw  # noqa: E402
+from ..bert import corpus  # noqa: E402
+from . import language_model, legw, text  # noqa: E402
 
 FLAGS = flags.FLAGS
-#: The study's flags whose defaults change for the LSTM (LEGW paper: base batch 128, to 64x).
-LSTM_DEFAULTS = {"model": "lstm", "base_batch_size": 128,
-                 "batch_sizes": ["128", "512", "2048", "8192"],
-                 "optimizers": ["lamb", "momentum"], "output_dir": "/tmp/tf_lamb_legw"}
-CSV_COLUMNS = ("rule",) + report.COLUMNS + ("target_accuracy", "epochs_to_base",
+TASKS = ("rows", "text")
+_COMMON = {"base_batch_size": 128, "batch_sizes": ["128", "512", "2048", "8192"],
+           "optimizers": ["lamb", "momentum"]}
+#: The study's flags whose defaults change, per task, unless given on the command line (LEGW
+#: paper: base batch 128, to 64x). Learning rates: tuned once at batch 128 (RESULTS.md).
+TASK_DEFAULTS = {
+    "rows": dict(_COMMON, model="lstm", output_dir="/tmp/tf_lamb_legw"),
+    "text": dict(_COMMON, model="lstm_lm", output_dir="/tmp/tf_lamb_legw_text"),
+}
+CSV_COLUMNS = ("rule",) + report.COLUMNS + ("test_perplexity", "target", "epochs_to_base",
                                             "seconds_to_base")
 
 
-def execute(config, rules, dataset, progress=True, out=sys.stdout):
-    """Runs :func:`recipes.lstm.legw.run_rules` and writes the results; returns the rows.
+@dataclasses.dataclass
+class Task:
+    """What one study runs on: the data, how runs are judged and the model, if not the
+    study's own."""
+
+    dataset: object
+    metric: str = "accuracy"
+    build_model: object = None
+    known_models: tuple = None
+    title: str = ""
+
+
+def rows_task(config, dataset=None):
+    """Fashion-MNIST read row by row (``config.model``, normally ``lstm``), judged by accuracy.
+
+    Raises:
+        data.DataNotFoundError: no Fashion-MNIST (when ``dataset`` is None).
+    """
+    if dataset is None:
+        dataset = data_lib.load_fashion_mnist(config.data_dir or None)
+    return Task(study.select(dataset, config.train_examples, config.validation_examples),
+                title=f"Fashion-MNIST rows into an LSTM, {config.epochs} epochs")
+
+
+def text_task(config, fv=FLAGS, dataset=None):
+    """The language model over ``fv``'s corpus (or ``dataset``, a ``text.TextData``), judged by
+    held-out perplexity.
+
+    Raises:
+        study.FlagError: ``--validation_examples`` is set (text holds out whole documents).
+        ValueError, FileNotFoundError: from :func:`recipes.lstm.text.load`.
+    """
+    if config.validation_examples:
+        raise study.FlagError("--validation_examples: the text task holds out whole documents "
+                              "(--heldout_fraction); leave it at 0.")
+    if dataset is None:
+        dataset = text.load(config.output_dir, fv.input_dir, fv.input_pattern, fv.input_files,
+                            fv.vocab_size, fv.vocab_file, fv.seq_length, fv.heldout_fraction,
+                            evaluate_on=fv.evaluate_on)
+    dataset = study.select(dataset, config.train_examples)
+    build = functools.partial(language_model.build_model, dataset.num_classes,
+                              embedding_dim=fv.embedding_dim, units=fv.units)
+    return Task(dataset, "perplexity", build, ("lstm_lm",),
+                f"LSTM language model, {dataset.x_train.shape[1]}-token windows, "
+                f"{config.epochs} epochs")
+
+
+def execute(config, rules, task, progress=True, out=sys.stdout):
+    """Runs :func:`recipes.lstm.legw.run_rules` on ``task`` and writes the results; returns
+    the rows.
 
     Args:
-        config: a ``StudyConfig``; ``dataset``: Fashion-MNIST (as loaded); ``rules``: names.
+        config: a ``StudyConfig``; ``rules``: names from ``legw.RULES``; ``task``: a
+            :class:`Task` (:func:`rows_task` or :func:`text_task`).
     """
-    dataset = study.select(dataset, config.train_examples, config.validation_examples)
     os.makedirs(config.output_dir, exist_ok=True)
     start = time.perf_counter()
-    rows = legw.run_rules(config, dataset, rules, progress=progress)
+    rows = legw.run_rules(config, task.dataset, rules, progress=progress, metric=task.metric,
+                          build_model=task.build_model, known_models=task.known_models)
     path = os.path.join(config.output_dir, report.CSV_NAME)
     with open(path, "w") as f:
         f.write(",".join(CSV_COLUMNS) + "\n")
@@ -51,37 +117,76 @@ def execute(config, rules, dataset, progress=True, out=sys.stdout):
             f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in CSV_COLUMNS)
                     + "\n")
     report.write_json({"total_wall_time_s": time.perf_counter() - start, "rows": rows,
-                       "environment": report.environment()},
+                       "data_source": task.dataset.source, "environment": report.environment()},
                       os.path.join(config.output_dir, report.RESULTS_JSON_NAME))
-    lines = [dict(r, optimizer=f"{r['optimizer']} ({r['rule']})") for r in rows]
-    report.plot(lines, os.path.join(config.output_dir, report.PLOT_NAME), config.base_batch_size,
-                title=f"Fashion-MNIST rows into an LSTM, {config.epochs} epochs; rates tuned "
-                      f"once at batch {config.base_batch_size}")
-    print(legw.format_table(rows), file=out)
-    print(f"results in {config.output_dir}", file=out)
+    plot = legw.plot(rows, config.output_dir, config.base_batch_size, task.metric,
+                     title=f"{task.title}; rates tuned once at batch {config.base_batch_size}")
+    print(legw.format_table(rows, task.metric), file=out)
+    print(f"results in {config.output_dir} ({os.path.basename(plot)}, {report.CSV_NAME}, "
+          f"{report.RESULTS_JSON_NAME})", file=out)
     return rows
+
+
+def apply_task_defaults(fv=FLAGS):
+    """Gives the study's flags ``fv.task``'s defaults where the command line did not set them."""
+    for name, value in TASK_DEFAULTS[fv.task].items():
+        if not fv[name].present:
+            fv[name].value = value
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    apply_task_defaults()
     try:
         config = study_main.config_from_flags()
-        study.validate(config)
-        execute(config, FLAGS.rules, data_lib.load_fashion_mnist(config.data_dir or None))
+        task = rows_task(config) if FLAGS.task == "rows" else text_task(config)
+        execute(config, FLAGS.rules, task)
     except (study.FlagError, ValueError) as error:
         raise app.UsageError(str(error)) from None
-    except data_lib.DataNotFoundError as error:
+    except (data_lib.DataNotFoundError, FileNotFoundError) as error:
         sys.exit(f"ERROR: {error}")
 
 
-def define_flags():
-    """Adds ``--rules`` and the LSTM defaults to the study's flags."""
-    if "rules" not in FLAGS:
-        flags.DEFINE_list("rules", list(legw.RULES), "Scaling rules to compare, any of "
-                          f"{','.join(legw.RULES)} (see recipes/lstm/legw.py).")
-    for name, value in LSTM_DEFAULTS.items():
-        FLAGS.set_default(name, value)
+def define_flags(fv=FLAGS):
+    """Adds ``--rules``, ``--task`` and the text task's flags to the study's, with the LSTM
+    defaults."""
+    if "rules" in fv:
+        return
+    flags.DEFINE_list("rules", list(legw.RULES), "Scaling rules to compare, any of "
+                      f"{','.join(legw.RULES)} (see recipes/lstm/legw.py).", flag_values=fv)
+    text_defaults = " ".join(
+        f"--{k}={','.join(v) if isinstance(v, list) else v}"
+        for k, v in TASK_DEFAULTS["text"].items() if v != TASK_DEFAULTS["rows"].get(k))
+    flags.DEFINE_enum("task", "rows", TASKS, "rows: an LSTM classifier over Fashion-MNIST rows "
+                      "(accuracy); text: an LSTM language model over --input_dir or "
+                      f"--input_files (perplexity), whose defaults differ: {text_defaults}.",
+                      flag_values=fv)
+    flags.DEFINE_string("input_dir", corpus.DEFAULT_CORPUS, "--task=text: a directory of "
+                        "documents, one per file matching --input_pattern (reStructuredText "
+                        "cleaned). Default: Debian's python3.11-doc (DATA.md).", flag_values=fv)
+    flags.DEFINE_string("input_pattern", "**/*.rst.txt", "--task=text: glob below --input_dir.",
+                        flag_values=fv)
+    flags.DEFINE_list("input_files", [], "--task=text: files of one sentence per line, a blank "
+                      "line between documents (BERT's format); replaces --input_dir.",
+                      flag_values=fv)
+    flags.DEFINE_integer("vocab_size", 2048, "--task=text: word pieces in the vocabulary built "
+                         "on the training documents.", flag_values=fv)
+    flags.DEFINE_string("vocab_file", "", "--task=text: a vocab.txt to use instead of building "
+                        "one.", flag_values=fv)
+    flags.DEFINE_integer("seq_length", 35, "--task=text: tokens per training window (35: "
+                         "Zaremba et al. 2014's PTB set-up).", flag_values=fv)
+    flags.DEFINE_float("heldout_fraction", 0.05, "--task=text: share of documents held out for "
+                       "perplexity.", flag_values=fv)
+    flags.DEFINE_enum("evaluate_on", "test", ("test", "validation"), "--task=text: report "
+                      "perplexity on the held-out documents (test), or, for tuning, set them aside "
+                      "and hold out as many training documents (validation).", flag_values=fv)
+    flags.DEFINE_integer("embedding_dim", language_model.EMBEDDING_DIM, "--task=text: token "
+                         "embedding width.", flag_values=fv)
+    flags.DEFINE_integer("units", language_model.UNITS, "--task=text: LSTM units.",
+                         flag_values=fv)
+    for name, value in TASK_DEFAULTS["rows"].items():
+        fv.set_default(name, value)
 
 
 def run():

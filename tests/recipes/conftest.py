@@ -5,6 +5,7 @@ import os
 import pytest
 
 from recipes.batch_scaling import data as fashion_data
+from recipes.bert import corpus
 
 
 @pytest.fixture(scope="module")
@@ -17,3 +18,16 @@ def fashion():
         if os.environ.get("TF_LAMB_REQUIRE_DATA"):
             pytest.fail(str(error))
         pytest.skip(str(error))
+
+
+@pytest.fixture(scope="session")
+def tutorial_dir():
+    """The Python tutorial's documentation sources from Debian's python3.11-doc (17 documents
+    of real English prose); skipped when missing, failed when ``TF_LAMB_REQUIRE_DATA`` is set."""
+    path = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
+    if not os.path.isdir(path):
+        message = f"{path} missing (apt-get install python3.11-doc)"
+        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

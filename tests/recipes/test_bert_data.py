@@ -14,17 +14,10 @@ from recipes.bert import (
 )
 from recipes.common import tfrecords
 
-TUTORIAL = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
-
 
 @pytest.fixture(scope="module")
-def documents():
-    if not os.path.isdir(TUTORIAL):
-        message = f"{TUTORIAL} missing (apt-get install python3.11-doc)"
-        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return corpus.read_document_dir(TUTORIAL)
+def documents(tutorial_dir):
+    return corpus.read_document_dir(tutorial_dir)
 
 
 @pytest.fixture(scope="module")
@@ -313,11 +306,12 @@ def test_reader_splits_files_across_hosts_without_repeating_an_example(tokenized
 # The program --------------------------------------------------------------------------------
 
 
-def test_program_writes_both_phases_with_metadata_and_no_heldout_leak(documents, tmp_path):
+def test_program_writes_both_phases_with_metadata_and_no_heldout_leak(documents, tutorial_dir,
+                                                                   tmp_path):
     fv = flags.FlagValues()
     create_pretraining_data.define_flags(fv)
     fv([
-        "prog", f"--input_dir={TUTORIAL}", f"--output_dir={tmp_path}", "--vocab_size=1500",
+        "prog", f"--input_dir={tutorial_dir}", f"--output_dir={tmp_path}", "--vocab_size=1500",
         "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.2",
     ])
     results = create_pretraining_data.create(fv, log=lambda *_: None)
@@ -332,7 +326,7 @@ def test_program_writes_both_phases_with_metadata_and_no_heldout_leak(documents,
         counted = sum(1 for f in metadata["train_files"]
                       for _ in tf.data.TFRecordDataset(str(directory / f)))
         assert counted == metadata["train_examples"]
-    train, held = create_pretraining_data.split_documents(documents, 0.2, fv.seed)
+    train, held = corpus.split_documents(documents, 0.2, fv.seed)
     assert not {tuple(d) for d in train} & {tuple(d) for d in held}
     assert len(train) + len(held) == len(documents)
 
@@ -349,4 +343,4 @@ def test_program_checks_its_flags_before_work(tmp_path):
     with pytest.raises(ValueError, match="--masked_lm_prob"):
         create_pretraining_data.create(fv, log=lambda *_: None)
     with pytest.raises(ValueError, match="--heldout_fraction"):
-        create_pretraining_data.split_documents([["a"]] * 10, 0.9, 0)
+        corpus.split_documents([["a"]] * 10, 0.9, 0)

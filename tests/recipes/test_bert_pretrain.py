@@ -17,27 +17,21 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.bert import configs, corpus, create_pretraining_data
+from recipes.bert import configs, create_pretraining_data
 from recipes.bert import model as model_lib
 from recipes.bert import pretrain as pretrain_lib
 from recipes.common import checkpointing, distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TUTORIAL = os.path.join(corpus.DEFAULT_CORPUS, "tutorial")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    if not os.path.isdir(TUTORIAL):
-        message = f"{TUTORIAL} missing (apt-get install python3.11-doc)"
-        if os.environ.get("TF_LAMB_REQUIRE_DATA"):
-            pytest.fail(message)
-        pytest.skip(message)
+def data_dir(tutorial_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bert_data")
     fv = flags.FlagValues()
     create_pretraining_data.define_flags(fv)
-    fv(["prog", f"--input_dir={TUTORIAL}", f"--output_dir={out}", "--vocab_size=1000",
+    fv(["prog", f"--input_dir={tutorial_dir}", f"--output_dir={out}", "--vocab_size=1000",
         "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15"])
     create_pretraining_data.create(fv, log=lambda *_: None)
     return out

@@ -3,6 +3,7 @@ read row by row by the LSTM."""
 
 import csv
 import io
+import math
 
 import pytest
 
@@ -24,7 +25,22 @@ def test_time_to_base_is_the_first_epoch_reaching_the_rules_base_accuracy():
     ], base_batch_size=128)
     assert [(r["epochs_to_base"], r["seconds_to_base"]) for r in rows] == [
         (3, 30.0), (2, 20.0), (3, 30.0), (None, None)]
-    assert rows[1]["target_accuracy"] == 0.85 and rows[3]["target_accuracy"] == 0.65
+    assert rows[1]["target"] == 0.85 and rows[3]["target"] == 0.65
+
+
+def test_time_to_base_perplexity_counts_lower_as_better():
+    def row(batch, losses):
+        logs = [{"test_accuracy": "0.2", "test_loss": f"{x:.4f}", "train_s": f"{5.0 * e:.2f}"}
+                for e, x in enumerate(losses, 1)]
+        return {"rule": "legw", "optimizer": "lamb", "global_batch_size": batch,
+                "test_accuracy": 0.2, "test_loss": losses[-1], "epoch_logs": logs}
+
+    rows = legw.add_time_to_base([row(128, [5.0, 4.5, 4.2]), row(512, [4.9, 4.1, 4.0]),
+                                  row(2048, [6.0, 5.0, 4.3])], 128, metric="perplexity")
+    assert rows[0]["target"] == pytest.approx(math.exp(4.2), rel=1e-9)
+    assert [(r["epochs_to_base"], r["seconds_to_base"]) for r in rows] == [
+        (3, 15.0), (2, 10.0), (None, None)]
+    assert legw.metric_value({"test_loss": "800"}, "perplexity") == math.inf
 
 
 @pytest.mark.slow
@@ -33,7 +49,8 @@ def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_pat
                                epochs=2, train_examples=1024, model="lstm",
                                base_warmup_epochs=0.25, output_dir=str(tmp_path))
     out = io.StringIO()
-    rows = legw_main.execute(config, tuple(legw.RULES), fashion, progress=False, out=out)
+    rows = legw_main.execute(config, tuple(legw.RULES), legw_main.rows_task(config, fashion),
+                             progress=False, out=out)
     with open(tmp_path / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [(r["rule"], r["global_batch_size"]) for r in table] == [
