@@ -58,8 +58,10 @@ def epochs_to_target(row, target, metric="accuracy"):
 def add_time_to_base(rows, base_batch_size, metric="accuracy"):
     """Sets ``target``, ``epochs_to_base`` and ``seconds_to_base`` on each row: the base
     batch's final ``metric`` for the same rule and optimizer, and when the run reached it."""
-    bases = {(r["rule"], r["optimizer"]): metric_value(r, metric) for r in rows
-             if r["global_batch_size"] == base_batch_size}
+    # The base run's last per-epoch value (the logs round to 4 decimals; comparing with them
+    # alone, the base run reaches its own result at its last epoch at the latest).
+    bases = {(r["rule"], r["optimizer"]): metric_value((r.get("epoch_logs") or [r])[-1], metric)
+             for r in rows if r["global_batch_size"] == base_batch_size}
     for r in rows:
         target = bases.get((r["rule"], r["optimizer"]))
         r["target"] = target
