@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
-# TensorFlow backend, then the optimizer, schedule and callback tests again on JAX and on
-# PyTorch.
+# TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1) among them,
+# then the optimizer, schedule and callback tests again on JAX and on PyTorch.
 # Fails on a failing test and on "no tests collected" (pytest exit code 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,9 @@ run() {
     if [ $rc = 5 ]; then echo "pytest collected no tests ($backend)" >&2; fi
     if [ $rc != 0 ]; then status=1; fi
 }
-run tensorflow tests
+notebook_work=$(mktemp -d)
+TF_LAMB_SMOKE=1 TF_LAMB_WORK=$notebook_work run tensorflow tests colab --nbmake --nbmake-timeout=600
+rm -rf "$notebook_work"
 run jax tests/optimizers tests/schedules tests/test_callbacks.py
 run torch tests/optimizers tests/schedules tests/test_callbacks.py
 exit $status

@@ -26,6 +26,27 @@ def _cluster_size():
     return sum(len(tasks) for tasks in config.get("cluster", {}).values())
 
 
+def find_tpu(environ=None, device_paths=("/dev/accel0", "/dev/vfio/0")):
+    """The ``--tpu`` value for the TPU this machine has, or None: for notebooks, which then
+    pass it on (the recipes connect, initialize and build the ``TPUStrategy``).
+
+    - a Colab TPU runtime of the older, remote kind: ``grpc://`` + ``COLAB_TPU_ADDR``;
+    - a TPU VM (Cloud TPU VMs and Colab's current TPU runtimes), whose chips appear as
+      ``/dev/accel*`` or, on v5e and later, ``/dev/vfio/*``: ``"local"``;
+    - ``TPU_NAME`` set (Cloud TPU tooling): its value.
+
+    Args:
+        environ: the environment (default ``os.environ``).
+        device_paths: device files that mean a TPU VM.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("COLAB_TPU_ADDR"):
+        return "grpc://" + environ["COLAB_TPU_ADDR"]
+    if any(os.path.exists(path) for path in device_paths):
+        return "local"
+    return environ.get("TPU_NAME") or None
+
+
 def make_strategy(name="auto", tpu=None):
     """A ``tf.distribute.Strategy``.
 
