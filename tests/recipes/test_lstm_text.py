@@ -105,12 +105,20 @@ def test_text_task_defaults_and_checks(tmp_path):
     legw_main.define_flags(fv)
     fv(["prog", "--task=text", "--epochs=3"])
     legw_main.apply_task_defaults(fv)
-    assert fv.model == "lstm_lm" and fv.epochs == 3
+    # The command line wins over the task's defaults; the rest are the text task's.
+    assert fv.model == "lstm_lm" and fv.epochs == 3 and fv.base_warmup_epochs == 0.0625
     assert fv.output_dir == legw_main.TASK_DEFAULTS["text"]["output_dir"]
     config = study_main.config_from_flags(fv)
+    assert config.batch_sizes == (128, 1024, 8192) and config.base_batch_size == 128
     with pytest.raises(study.FlagError, match="--validation_examples: the text task"):
         legw_main.text_task(study.StudyConfig(validation_examples=100), fv)
-    assert config.batch_sizes == (128, 512, 2048, 8192)
+    rows = flags.FlagValues()
+    study_main.define_flags(rows)
+    legw_main.define_flags(rows)
+    rows(["prog"])
+    legw_main.apply_task_defaults(rows)
+    assert (rows.model, rows.epochs, rows.batch_sizes) == ("lstm", 30, ["128", "512", "2048",
+                                                                       "8192"])
 
 
 @pytest.mark.slow
