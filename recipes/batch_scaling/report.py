@@ -122,6 +122,19 @@ def environment():
     }
 
 
+def batch_axis(ax, batches, base_batch_size, ylabel, title):
+    """Global batch sizes on a log2 x axis (each labelled with its ratio to the base), the y
+    label, a grid and the title, on the matplotlib axes ``ax``."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batches)
+    ax.set_xticklabels([f"{b}\n({b / base_batch_size:g}x)" for b in batches], fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel(f"global batch size (log2 scale; base batch {base_batch_size})")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=9)
+
+
 def plot(rows, path, base_batch_size, title=""):
     """Test accuracy against global batch size (log2 axis), one line per optimizer.
 
@@ -185,14 +198,7 @@ def plot(rows, path, base_batch_size, title=""):
             ax.axhline(base[0], color=colour, ls="--", lw=0.9, alpha=0.8)
             ax.axhspan(base[0] - 1.0, base[0], color=colour, alpha=0.08, lw=0)
     ax.set_ylim(floor, top)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(batches)
-    ax.set_xticklabels([f"{b}\n({b / base_batch_size:g}x)" for b in batches], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlabel(f"global batch size (log2 scale; base batch {base_batch_size})")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    batch_axis(ax, batches, base_batch_size, "test accuracy (%)", title)
     ax.legend(
         title="dashed: accuracy at the base batch\nband: within 1 point of it\n"
         "\u25bc: below the axis (value shown)",

@@ -160,15 +160,9 @@ def plot(rows, output_dir, base_batch_size, metric="accuracy", title=""):
         base = [p for b, p in points if b == base_batch_size]
         if base:
             ax.axhline(base[0], color=colour, ls="--", lw=0.8, alpha=0.7)
-    ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set_xticks(batches)
-    ax.set_xticklabels([f"{b}\n({b / base_batch_size:g}x)" for b in batches], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlabel(f"global batch size (log2 scale; base batch {base_batch_size})")
-    ax.set_ylabel("held-out perplexity (log scale; lower is better)")
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    study_report.batch_axis(ax, batches, base_batch_size,
+                            "held-out perplexity (log scale; lower is better)", title)
     ax.legend(title="dashed: perplexity at the base batch", fontsize=8, title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)

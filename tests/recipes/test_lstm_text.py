@@ -148,4 +148,6 @@ def test_text_study_trains_the_language_model_under_each_rule(tutorial_text, tmp
         assert 0.05 < r["test_accuracy"] < 0.9
     base = rows[0]
     assert base["test_perplexity"] < data.num_classes / 4
-    assert base["target"] == base["test_perplexity"] and base["epochs_to_base"] == 2
+    # The target is the last logged epoch (loss to 4 decimals): the final value within 1e-3.
+    assert base["target"] == pytest.approx(base["test_perplexity"], rel=1e-3)
+    assert base["epochs_to_base"] == 2
