@@ -23,6 +23,7 @@ The base learning rates were tuned once per task at batch 128 on held-out data
 
 import dataclasses
 import functools
+import json
 import os
 import sys
 import time
@@ -67,6 +68,13 @@ class Task:
     title: str = ""
 
 
+def title(task, config, seq_length=None):
+    """The plot's title for ``task`` (``rows`` or ``text``)."""
+    if task == "rows":
+        return f"Fashion-MNIST rows into an LSTM, {config.epochs} epochs"
+    return f"LSTM language model, {seq_length}-token windows, {config.epochs} epochs"
+
+
 def rows_task(config, dataset=None):
     """Fashion-MNIST read row by row (``config.model``, normally ``lstm``), judged by accuracy.
 
@@ -76,7 +84,7 @@ def rows_task(config, dataset=None):
     if dataset is None:
         dataset = data_lib.load_fashion_mnist(config.data_dir or None)
     return Task(study.select(dataset, config.train_examples, config.validation_examples),
-                title=f"Fashion-MNIST rows into an LSTM, {config.epochs} epochs")
+                title=title("rows", config))
 
 
 def text_task(config, fv=FLAGS, dataset=None):
@@ -98,8 +106,7 @@ def text_task(config, fv=FLAGS, dataset=None):
     build = functools.partial(language_model.build_model, dataset.num_classes,
                               embedding_dim=fv.embedding_dim, units=fv.units)
     return Task(dataset, "perplexity", build, ("lstm_lm",),
-                f"LSTM language model, {dataset.x_train.shape[1]}-token windows, "
-                f"{config.epochs} epochs")
+                title("text", config, dataset.x_train.shape[1]))
 
 
 def execute(config, rules, task, progress=True, out=sys.stdout):
@@ -110,24 +117,65 @@ def execute(config, rules, task, progress=True, out=sys.stdout):
         config: a ``StudyConfig``; ``rules``: names from ``legw.RULES``; ``task``: a
             :class:`Task` (:func:`rows_task` or :func:`text_task`).
     """
-    os.makedirs(config.output_dir, exist_ok=True)
     start = time.perf_counter()
     rows = legw.run_rules(config, task.dataset, rules, progress=progress, metric=task.metric,
                           build_model=task.build_model, known_models=task.known_models)
+    write_results(config, rows, task.metric, task.title,
+                  {"total_wall_time_s": time.perf_counter() - start,
+                   "data_source": task.dataset.source}, out)
+    return rows
+
+
+def write_results(config, rows, metric, plot_title, record, out=sys.stdout):
+    """Writes ``results.csv``, ``results.json`` (``record`` with the rows) and the plot to
+    ``config.output_dir``, and prints the table."""
+    os.makedirs(config.output_dir, exist_ok=True)
     path = os.path.join(config.output_dir, report.CSV_NAME)
     with open(path, "w") as f:
         f.write(",".join(CSV_COLUMNS) + "\n")
         for r in rows:
             f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in CSV_COLUMNS)
                     + "\n")
-    report.write_json({"total_wall_time_s": time.perf_counter() - start, "rows": rows,
-                       "data_source": task.dataset.source, "environment": report.environment()},
+    report.write_json(dict(record, rows=rows, environment=report.environment()),
                       os.path.join(config.output_dir, report.RESULTS_JSON_NAME))
-    plot = legw.plot(rows, config.output_dir, config.base_batch_size, task.metric,
-                     title=f"{task.title}; rates tuned once at batch {config.base_batch_size}")
-    print(legw.format_table(rows, task.metric), file=out)
+    plot = legw.plot(rows, config.output_dir, config.base_batch_size, metric,
+                     title=f"{plot_title}; rates tuned once at batch {config.base_batch_size}")
+    print(legw.format_table(rows, metric), file=out)
     print(f"results in {config.output_dir} ({os.path.basename(plot)}, {report.CSV_NAME}, "
           f"{report.RESULTS_JSON_NAME})", file=out)
+
+
+def merge(config, task, directories, seq_length=None, out=sys.stdout):
+    """Merges the results of several runs of this program (e.g. one per optimizer, run in
+    parallel) into ``config.output_dir``: rows ordered by rule, optimizer and batch.
+
+    Args:
+        config: the runs' ``StudyConfig`` (its base batch and epochs label the results).
+        task: ``rows`` or ``text``; ``seq_length``: the text task's window.
+        directories: the runs' ``--output_dir``.
+
+    Raises:
+        FileNotFoundError: a directory holds no ``results.json`` (the message names it).
+        ValueError: two runs hold the same rule, optimizer and batch.
+    """
+    rows, seconds = [], 0.0
+    for directory in directories:
+        path = os.path.join(directory, report.RESULTS_JSON_NAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--merge_from: no {report.RESULTS_JSON_NAME} in {directory}")
+        with open(path) as f:
+            found = json.load(f)
+        rows += found["rows"]
+        seconds += found.get("total_wall_time_s", 0.0)
+    keys = [(r["rule"], r["optimizer"], r["global_batch_size"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--merge_from: a rule, optimizer and batch appear twice in "
+                         f"{', '.join(directories)}")
+    order = {rule: i for i, rule in enumerate(legw.RULES)}
+    rows.sort(key=lambda r: (order[r["rule"]], r["optimizer"], r["global_batch_size"]))
+    write_results(config, rows, "perplexity" if task == "text" else "accuracy",
+                  title(task, config, seq_length),
+                  {"merged_from": list(directories), "total_wall_time_s": seconds}, out)
     return rows
 
 
@@ -144,6 +192,9 @@ def main(argv):
     apply_task_defaults()
     try:
         config = study_main.config_from_flags()
+        if FLAGS.merge_from:
+            merge(config, FLAGS.task, FLAGS.merge_from, FLAGS.seq_length)
+            return
         task = rows_task(config) if FLAGS.task == "rows" else text_task(config)
         execute(config, FLAGS.rules, task)
     except (study.FlagError, ValueError) as error:
@@ -162,6 +213,9 @@ def define_flags(fv=FLAGS):
     text_defaults = " ".join(
         f"--{k}={','.join(v) if isinstance(v, list) else v}"
         for k, v in TASK_DEFAULTS["text"].items() if v != TASK_DEFAULTS["rows"].get(k))
+    flags.DEFINE_list("merge_from", [], "Train nothing: merge the results of these runs' "
+                      "--output_dir (e.g. one per optimizer, run in parallel) into --output_dir.",
+                      flag_values=fv)
     flags.DEFINE_enum("task", "rows", TASKS, "rows: an LSTM classifier over Fashion-MNIST rows "
                       "(accuracy); text: an LSTM language model over --input_dir or "
                       f"--input_files (perplexity), whose defaults differ: {text_defaults}.",

@@ -2,7 +2,9 @@
 read row by row by the LSTM."""
 
 import csv
+import dataclasses
 import io
+import json
 import math
 
 import pytest
@@ -75,5 +77,23 @@ def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_pat
     assert by["legw", 64]["epochs_to_base"] == 2 and by["legw", 64]["delta_vs_base_points"] == 0
     table = legw.format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "legw" in table and "none" in table
+    # Results split across runs (one rule each here) merge back into the same table.
+    with open(tmp_path / "results.json") as f:
+        saved = json.load(f)["rows"]
+    parts = []
+    for rule in ("none", "legw", "linear"):
+        part = tmp_path / f"part_{rule}"
+        part.mkdir()
+        with open(part / "results.json", "w") as f:
+            json.dump({"rows": [r for r in saved if r["rule"] == rule]}, f)
+        parts.append(str(part))
+    merged_config = dataclasses.replace(config, output_dir=str(tmp_path / "merged"))
+    legw_main.merge(merged_config, "rows", parts, out=io.StringIO())
+    assert (tmp_path / "merged" / "results.csv").read_text() == (
+        tmp_path / "results.csv").read_text()
+    with pytest.raises(ValueError, match="--merge_from: a rule, optimizer and batch appear twice"):
+        legw_main.merge(merged_config, "rows", parts + parts[:1], out=io.StringIO())
+    with pytest.raises(FileNotFoundError, match="--merge_from: no results.json in"):
+        legw_main.merge(merged_config, "rows", [str(tmp_path / "missing")], out=io.StringIO())
     with pytest.raises(ValueError, match="--rules must be among legw, linear, none"):
         legw.run_rules(config, study.select(fashion, 1024), rules=("cosine",))
