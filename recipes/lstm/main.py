@@ -45,12 +45,14 @@ _COMMON = {"base_batch_size": 128, "batch_sizes": ["128", "512", "2048", "8192"]
 #: The study's flags whose defaults change, per task, unless given on the command line (LEGW
 #: paper: base batch 128, to 64x). Learning rates: tuned once at batch 128 (RESULTS.md).
 TASK_DEFAULTS = {
-    "rows": dict(_COMMON, model="lstm", output_dir="/tmp/tf_lamb_legw"),
+    "rows": dict(_COMMON, model="lstm", output_dir="/tmp/tf_lamb_legw",
+                 lamb_learning_rate=0.01, momentum_learning_rate=1.0),
     # 8 epochs of the Python documentation (0.95M tokens) with 1x, 8x and 64x the base batch:
     # what a sweep of 3 rules x 2 optimizers fits in on 2 CPU cores (RESULTS.md). The base
     # warmup is 1/16 epoch (13 steps), so the 64x warmup (4 epochs) leaves half the run to decay.
     "text": dict(_COMMON, model="lstm_lm", output_dir="/tmp/tf_lamb_legw_text",
-                 batch_sizes=["128", "1024", "8192"], epochs=8, base_warmup_epochs=0.0625),
+                 batch_sizes=["128", "1024", "8192"], epochs=8, base_warmup_epochs=0.0625,
+                 lamb_learning_rate=0.01, momentum_learning_rate=3.0),
 }
 CSV_COLUMNS = ("rule",) + report.COLUMNS + ("test_perplexity", "target", "epochs_to_base",
                                             "seconds_to_base")
