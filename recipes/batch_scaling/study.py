@@ -430,7 +430,7 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
     }
 
 
-def run_study(config, dataset, progress=True, on_result=None, build_model=None):
+def run_study(config, dataset, progress=True, on_result=None, build_model=None, finished=None):
     """Runs every (optimizer, batch size) pair of ``config``, optimizers in the outer loop.
 
     Args:
@@ -439,6 +439,8 @@ def run_study(config, dataset, progress=True, on_result=None, build_model=None):
         progress: bool, show a progress bar per run.
         on_result: optional ``f(rows so far)`` called after each run (to save partial results).
         build_model: optional ``f(seed) -> keras.Model``, as in :func:`run_one`.
+        finished: optional ``{(optimizer, batch size): row}`` of runs an interrupted study
+            already made with these settings; they are reused, not run again.
 
     Returns:
         The list of result rows, in run order.
@@ -446,6 +448,9 @@ def run_study(config, dataset, progress=True, on_result=None, build_model=None):
     rows = []
     for name in config.optimizers:
         for batch in sorted(config.batch_sizes):
+            if finished and (name, batch) in finished:
+                rows.append(finished[name, batch])
+                continue
             rows.append(run_one(config, dataset, name, batch, progress=progress,
                                 build_model=build_model))
             if on_result:

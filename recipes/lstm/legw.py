@@ -71,7 +71,7 @@ def add_time_to_base(rows, base_batch_size, metric="accuracy"):
 
 
 def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accuracy",
-              build_model=None, known_models=None):
+              build_model=None, known_models=None, finished=(), on_result=None):
     """Runs the study of ``config`` under each of ``rules``; returns the merged rows.
 
     Args:
@@ -84,6 +84,9 @@ def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accura
         build_model: optional ``f(seed) -> keras.Model`` (the language model); default the
             study's ``config.model``.
         known_models: model names ``study.validate`` accepts (default the study's).
+        finished: rows (with ``rule``) an interrupted run of the same study already made;
+            their rule, optimizer and batch are not run again.
+        on_result: optional ``f(row)`` called after each new run, e.g. to save it.
 
     Returns:
         The study's rows with ``rule``, ``test_perplexity``, ``delta_vs_base_points`` (accuracy,
@@ -104,10 +107,18 @@ def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accura
         rule_config = dataclasses.replace(config, warmup=warmup, scaling=scaling,
                                           eval_every_epoch=True)
         study.validate(rule_config, num_train_examples=len(dataset.x_train), **checks)
-        found = study.run_study(rule_config, dataset, progress=progress, build_model=build_model)
+        done = {(r["optimizer"], r["global_batch_size"]): r for r in finished
+                if r["rule"] == rule}
+
+        def labelled(row, rule=rule):
+            return dict(row, rule=rule, test_perplexity=metric_value(row, "perplexity"))
+
+        found = study.run_study(
+            rule_config, dataset, progress=progress, build_model=build_model, finished=done,
+            on_result=on_result and (lambda so_far, label=labelled: on_result(label(so_far[-1]))))
+        found = [labelled(r) for r in found]
         study_report.add_deltas(found, config.base_batch_size)
-        rows += [dict(r, rule=rule, test_perplexity=metric_value(r, "perplexity"))
-                 for r in found]
+        rows += found
     return add_time_to_base(rows, config.base_batch_size, metric)
 
 

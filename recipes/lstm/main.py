@@ -111,17 +111,64 @@ def text_task(config, fv=FLAGS, dataset=None):
                 title("text", config, dataset.x_train.shape[1]))
 
 
+#: One JSON line per finished run, written as each ends: a killed study resumes from it.
+RUNS_LOG = "runs.jsonl"
+
+
+def settings(config, data_source):
+    """What a saved run must share with this study to be reused: every setting except the
+    lists of optimizers, batch sizes and rules, and the output folder; and the data."""
+    values = dataclasses.asdict(config)
+    for key in ("optimizers", "batch_sizes", "output_dir", "warmup", "scaling",
+                "eval_every_epoch"):
+        values.pop(key)
+    values["data_source"] = data_source
+    return json.loads(json.dumps(values))  # tuples as lists, as read back
+
+
+def finished_runs(output_dir, wanted):
+    """The rows :data:`RUNS_LOG` in ``output_dir`` holds for the settings ``wanted``; a line
+    cut short by a kill, and runs with other settings, are left out."""
+    path = os.path.join(output_dir, RUNS_LOG)
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if entry.get("settings") == wanted:
+                    rows.append(entry["row"])
+    return rows
+
+
 def execute(config, rules, task, progress=True, out=sys.stdout):
     """Runs :func:`recipes.lstm.legw.run_rules` on ``task`` and writes the results; returns
-    the rows.
+    the rows. Each finished run is saved as it ends (:data:`RUNS_LOG`); run again after a
+    kill, the study reuses them and runs only the rest.
 
     Args:
         config: a ``StudyConfig``; ``rules``: names from ``legw.RULES``; ``task``: a
             :class:`Task` (:func:`rows_task` or :func:`text_task`).
     """
+    os.makedirs(config.output_dir, exist_ok=True)
+    wanted = settings(config, task.dataset.source)
+    finished = finished_runs(config.output_dir, wanted)
+    if finished:
+        print(f"reusing {len(finished)} finished runs from "
+              f"{os.path.join(config.output_dir, RUNS_LOG)}", file=out, flush=True)
+
+    def save(row):
+        with open(os.path.join(config.output_dir, RUNS_LOG), "a") as f:
+            f.write(json.dumps({"settings": wanted, "row": row}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
     start = time.perf_counter()
     rows = legw.run_rules(config, task.dataset, rules, progress=progress, metric=task.metric,
-                          build_model=task.build_model, known_models=task.known_models)
+                          build_model=task.build_model, known_models=task.known_models,
+                          finished=finished, on_result=save)
     write_results(config, rows, task.metric, task.title,
                   {"total_wall_time_s": time.perf_counter() - start,
                    "data_source": task.dataset.source}, out)

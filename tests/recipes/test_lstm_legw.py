@@ -48,7 +48,7 @@ def test_time_to_base_perplexity_counts_lower_as_better():
 
 
 @pytest.mark.slow
-def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_path):
+def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_path, monkeypatch):
     config = study.StudyConfig(optimizers=("lamb",), batch_sizes=(64, 256), base_batch_size=64,
                                epochs=2, train_examples=1024, model="lstm",
                                base_warmup_epochs=0.25, output_dir=str(tmp_path))
@@ -77,6 +77,17 @@ def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_pat
     assert by["legw", 64]["epochs_to_base"] == 2 and by["legw", 64]["delta_vs_base_points"] == 0
     table = legw.format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "legw" in table and "none" in table
+    # Run again (as after a kill), the study reuses every saved run and trains nothing; a
+    # line cut short by the kill is skipped.
+    with open(tmp_path / "runs.jsonl", "a") as f:
+        f.write('{"settings": {"seed": 0}, "row": {"rule"')
+    before = (tmp_path / "results.csv").read_text()
+    monkeypatch.setattr(study, "run_one", lambda *a, **k: pytest.fail("ran a finished run"))
+    again = io.StringIO()
+    legw_main.execute(config, tuple(legw.RULES), legw_main.rows_task(config, fashion),
+                      progress=False, out=again)
+    assert "reusing 6 finished runs" in again.getvalue()
+    assert (tmp_path / "results.csv").read_text() == before
     # Results split across runs (one rule each here) merge back into the same table.
     with open(tmp_path / "results.json") as f:
         saved = json.load(f)["rows"]
