@@ -139,7 +139,7 @@ def format_table(rows, metric="accuracy"):
             f"{r['rule']:<7} {r['optimizer']:<9} {r['global_batch_size']:>6d} "
             f"{r['peak_learning_rate']:>9.4g} {r['warmup_steps']:>7d} "
             f"{100 * r['test_accuracy']:>7.2f}% {'' if delta is None else f'{delta:+.2f}':>8} "
-            + (f"{r['test_perplexity']:>10.2f} " if ppl else "") + f"{reached:>14}")
+            + (f"{r['test_perplexity']:>10.4g} " if ppl else "") + f"{reached:>14}")
     return "\n".join(lines)
 
 
@@ -162,19 +162,31 @@ def plot(rows, output_dir, base_batch_size, metric="accuracy", title=""):
     names = list(dict.fromkeys(r["optimizer"] for r in lines))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     batches = sorted({r["global_batch_size"] for r in lines})
+    # A diverged run's perplexity (up to inf) would flatten the rest: the axis stops at 10x
+    # the worst base-batch value and such a run is drawn there as a triangle with its value.
+    bases = [r["test_perplexity"] for r in lines if r["global_batch_size"] == base_batch_size]
+    finite = [p for p in (bases or [r["test_perplexity"] for r in lines]) if math.isfinite(p)]
+    ceiling = 10 * max(finite) if finite else 1e4
     for i, name in enumerate(names):
         points = sorted((r["global_batch_size"], r["test_perplexity"]) for r in lines
                         if r["optimizer"] == name)
         colour = colours[i % len(colours)]
-        ax.plot([b for b, _ in points], [p for _, p in points], marker="osD^vP*X"[i % 8],
-                color=colour, label=name)
+        ax.plot([b for b, _ in points], [min(p, ceiling) for _, p in points],
+                marker="osD^vP*X"[i % 8], color=colour, label=name)
+        for b, p in points:
+            if not p <= ceiling:
+                ax.plot([b], [ceiling], marker="^", ms=9, color=colour)
+                ax.annotate(f"{p:.3g}", (b, ceiling), xytext=(-6, -14 - 10 * i),
+                            textcoords="offset points", fontsize=7, color=colour, ha="right")
         base = [p for b, p in points if b == base_batch_size]
         if base:
             ax.axhline(base[0], color=colour, ls="--", lw=0.8, alpha=0.7)
     ax.set_yscale("log")
     study_report.batch_axis(ax, batches, base_batch_size,
                             "held-out perplexity (log scale; lower is better)", title)
-    ax.legend(title="dashed: perplexity at the base batch", fontsize=8, title_fontsize=7)
+    ax.set_ylim(top=ceiling * 1.5)
+    ax.legend(title="dashed: perplexity at the base batch\n\u25b2: above the axis (value shown)",
+              fontsize=8, title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
