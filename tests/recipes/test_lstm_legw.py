@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 
 import pytest
 
@@ -108,3 +109,15 @@ def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_pat
         legw_main.merge(merged_config, "rows", [str(tmp_path / "missing")], out=io.StringIO())
     with pytest.raises(ValueError, match="--rules must be among legw, linear, none"):
         legw.run_rules(config, study.select(fashion, 1024), rules=("cosine",))
+
+
+def test_perplexity_plot_and_table_keep_diverged_runs_readable(tmp_path):
+    rows = [{"rule": "legw", "optimizer": "momentum", "global_batch_size": b,
+             "test_perplexity": p, "test_accuracy": 0.2, "delta_vs_base_points": None,
+             "peak_learning_rate": 3.0, "warmup_steps": 13, "epochs_to_base": None,
+             "seconds_to_base": None} for b, p in ((128, 70.65), (1024, 2546.0),
+                                                   (8192, math.inf))]
+    path = legw.plot(rows, str(tmp_path), 128, "perplexity", title="diverged")
+    assert path.endswith("perplexity_vs_batch.png") and os.path.getsize(path) > 10000
+    table = legw.format_table(rows, "perplexity")
+    assert "70.65" in table and "2546" in table and " inf " in table
