@@ -133,8 +133,9 @@ def format_table(rows, metric="accuracy"):
     lines = [header, "-" * len(header)]
     for r in rows:
         delta = r["delta_vs_base_points"]
-        reached = ("not reached" if r["epochs_to_base"] is None else
-                   f"{r['seconds_to_base']:.0f} s (ep {r['epochs_to_base']})")
+        reached = ("-" if r.get("target") is None  # the base batch was not run
+                   else "not reached" if r["epochs_to_base"] is None
+                   else f"{r['seconds_to_base']:.0f} s (ep {r['epochs_to_base']})")
         lines.append(
             f"{r['rule']:<7} {r['optimizer']:<9} {r['global_batch_size']:>6d} "
             f"{r['peak_learning_rate']:>9.4g} {r['warmup_steps']:>7d} "

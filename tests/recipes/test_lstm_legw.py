@@ -121,3 +121,4 @@ def test_perplexity_plot_and_table_keep_diverged_runs_readable(tmp_path):
     assert path.endswith("perplexity_vs_batch.png") and os.path.getsize(path) > 10000
     table = legw.format_table(rows, "perplexity")
     assert "70.65" in table and "2546" in table and " inf " in table
+    assert table.splitlines()[-1].endswith("-")  # no base run: nothing to reach
