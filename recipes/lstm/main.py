@@ -68,6 +68,8 @@ class Task:
     build_model: object = None
     known_models: tuple = None
     title: str = ""
+    #: Settings outside ``StudyConfig`` that a saved run must share to be reused.
+    settings: dict = dataclasses.field(default_factory=dict)
 
 
 def title(task, config, seq_length=None):
@@ -108,17 +110,20 @@ def text_task(config, fv=FLAGS, dataset=None):
     build = functools.partial(language_model.build_model, dataset.num_classes,
                               embedding_dim=fv.embedding_dim, units=fv.units)
     return Task(dataset, "perplexity", build, ("lstm_lm",),
-                title("text", config, dataset.x_train.shape[1]))
+                title("text", config, dataset.x_train.shape[1]),
+                {"seq_length": int(dataset.x_train.shape[1]), "vocab": dataset.num_classes,
+                 "embedding_dim": fv.embedding_dim, "units": fv.units})
 
 
 #: One JSON line per finished run, written as each ends: a killed study resumes from it.
 RUNS_LOG = "runs.jsonl"
 
 
-def settings(config, data_source):
+def settings(config, data_source, extra=None):
     """What a saved run must share with this study to be reused: every setting except the
-    lists of optimizers, batch sizes and rules, and the output folder; and the data."""
-    values = dataclasses.asdict(config)
+    lists of optimizers, batch sizes and rules, and the output folder; the data; and
+    ``extra`` (the task's own settings, e.g. the language model's size)."""
+    values = dict(dataclasses.asdict(config), **(extra or {}))
     for key in ("optimizers", "batch_sizes", "output_dir", "warmup", "scaling",
                 "eval_every_epoch"):
         values.pop(key)
@@ -153,7 +158,7 @@ def execute(config, rules, task, progress=True, out=sys.stdout):
             :class:`Task` (:func:`rows_task` or :func:`text_task`).
     """
     os.makedirs(config.output_dir, exist_ok=True)
-    wanted = settings(config, task.dataset.source)
+    wanted = settings(config, task.dataset.source, task.settings)
     finished = finished_runs(config.output_dir, wanted)
     if finished:
         print(f"reusing {len(finished)} finished runs from "

@@ -139,6 +139,11 @@ def test_text_study_trains_the_language_model_under_each_rule(tutorial_text, tmp
     assert [(r["rule"], r["global_batch_size"]) for r in table] == [
         ("legw", "16"), ("legw", "64"), ("none", "16"), ("none", "64")]
     assert (tmp_path / "perplexity_vs_batch.png").stat().st_size > 10000
+    # Saved runs are reused only by a study of the same model: another LSTM width reruns all.
+    same = legw_main.settings(config, data.source, task.settings)
+    wider = legw_main.settings(config, data.source, dict(task.settings, units=128))
+    assert len(legw_main.finished_runs(str(tmp_path), same)) == 4
+    assert legw_main.finished_runs(str(tmp_path), wider) == []
     assert "perplexity" in out.getvalue()
     for r in rows:
         # Learned something: below the uniform guess (the vocabulary size, 600); measured 99
