@@ -75,13 +75,13 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def write_csv(rows, path):
-    """Writes the rows' :data:`COLUMNS` to ``path``."""
+def write_csv(rows, path, columns=COLUMNS):
+    """Writes the rows' ``columns`` (default :data:`COLUMNS`) to ``path``; None as empty."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
 
 
 def _finite_or_none(value):

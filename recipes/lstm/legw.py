@@ -100,13 +100,13 @@ def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accura
         raise ValueError(f"--rules must be among {', '.join(RULES)}. Received: {unknown}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}. Received: {metric!r}")
-    checks = {"known_models": known_models} if known_models else {}
     rows = []
     for rule in rules:
         warmup, scaling = RULES[rule]
         rule_config = dataclasses.replace(config, warmup=warmup, scaling=scaling,
                                           eval_every_epoch=True)
-        study.validate(rule_config, num_train_examples=len(dataset.x_train), **checks)
+        study.validate(rule_config, num_train_examples=len(dataset.x_train),
+                       known_models=known_models or study.models.MODELS)
         done = {(r["optimizer"], r["global_batch_size"]): r for r in finished
                 if r["rule"] == rule}
 

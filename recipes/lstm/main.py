@@ -184,12 +184,7 @@ def write_results(config, rows, metric, plot_title, record, out=sys.stdout):
     """Writes ``results.csv``, ``results.json`` (``record`` with the rows) and the plot to
     ``config.output_dir``, and prints the table."""
     os.makedirs(config.output_dir, exist_ok=True)
-    path = os.path.join(config.output_dir, report.CSV_NAME)
-    with open(path, "w") as f:
-        f.write(",".join(CSV_COLUMNS) + "\n")
-        for r in rows:
-            f.write(",".join("" if r.get(k) is None else str(r.get(k)) for k in CSV_COLUMNS)
-                    + "\n")
+    report.write_csv(rows, os.path.join(config.output_dir, report.CSV_NAME), CSV_COLUMNS)
     report.write_json(dict(record, rows=rows, environment=report.environment()),
                       os.path.join(config.output_dir, report.RESULTS_JSON_NAME))
     plot = legw.plot(rows, config.output_dir, config.base_batch_size, metric,
