@@ -160,6 +160,7 @@ def plot(rows, path, base_batch_size, title=""):
     top = min(100.0, math.ceil(max(accuracies)) + 0.5)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = "osD^vP*X"
+    slot = 0  # one row per below-axis label, so that labels at neighbouring batches never overlap
     for i, name in enumerate(optimizers):
         colour = colours[i % len(colours)]
         points = sorted(
@@ -186,13 +187,14 @@ def plot(rows, path, base_batch_size, title=""):
                 ax.annotate(
                     f"{name} {y:.1f}%",
                     (x, floor),
-                    xytext=(-8 if last else 8, 6 + 11 * i),
+                    xytext=(-8 if last else 8, 6 + 11 * slot),
                     textcoords="offset points",
                     fontsize=7,
                     color=colour,
                     ha="right" if last else "left",
                     bbox=dict(fc="white", ec="none", alpha=0.8, pad=1),
                 )
+                slot += 1
         base = [y for x, y in points if x == base_batch_size]
         if base:
             ax.axhline(base[0], color=colour, ls="--", lw=0.9, alpha=0.8)

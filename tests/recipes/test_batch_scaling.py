@@ -297,3 +297,30 @@ def test_tiny_study_writes_csv_png_and_json_with_one_row_per_run(fashion_mnist, 
     assert record["train_examples_used"] == 4096 and record["last_partial_batch"] == "dropped"
     with open(paths["results"]) as f:
         assert len(json.load(f)["rows"]) == 4
+
+
+def test_plot_labels_of_collapsed_runs_do_not_overlap(tmp_path, monkeypatch):
+    # Five runs below the axis at two neighbouring batches, as the LEGW classifier sweep had:
+    # every label must stay readable (no two labels' boxes intersect).
+    from matplotlib.figure import Figure
+
+    boxes = []
+    savefig = Figure.savefig
+
+    def capture(fig, *args, **kwargs):
+        renderer = fig.canvas.get_renderer()
+        boxes.extend(t.get_window_extent(renderer) for ax in fig.axes for t in ax.texts)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", capture)
+    names = ("lamb (linear)", "momentum (linear)", "momentum (none)")
+    accuracy = {(names[0], 2048): 0.1, (names[0], 8192): 0.1, (names[1], 2048): 0.1,
+                (names[1], 8192): 0.35, (names[2], 8192): 0.21}
+    rows = [{"optimizer": name, "global_batch_size": batch,
+             "test_accuracy": accuracy.get((name, batch), 0.9)}
+            for name in names for batch in (128, 512, 2048, 8192)]
+    report.plot(rows, str(tmp_path / "plot.png"), 128)
+    assert len(boxes) == 5
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1:]:
+            assert not first.overlaps(second), (first, second)
