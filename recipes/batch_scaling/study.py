@@ -27,7 +27,7 @@ import keras
 
 import tf_lamb
 
-from ..common import evaluate, make_train_step, seed_everything, train
+from ..common import make_evaluate, make_train_step, seed_everything, train
 from . import data as data_lib
 from . import models
 
@@ -387,13 +387,14 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         dataset.x_train, dataset.y_train, batch_size, seed=config.seed
     )
 
+    evaluate = make_evaluate(model)
     evaluation_seconds = 0.0
 
     def test_accuracy(epoch):
         # Also the training time so far (the run's set-up included, evaluations excluded).
         nonlocal evaluation_seconds
         begin = time.perf_counter()
-        accuracy, loss = evaluate(model, dataset.x_test, dataset.y_test)
+        accuracy, loss = evaluate(dataset.x_test, dataset.y_test)
         logs = {"test_accuracy": f"{accuracy:.4f}", "test_loss": f"{loss:.4f}",
                 "train_s": f"{begin - start - evaluation_seconds:.2f}"}
         evaluation_seconds += time.perf_counter() - begin
@@ -408,7 +409,7 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         on_epoch_end=test_accuracy if config.eval_every_epoch else None,
         progress=progress,
     )
-    accuracy, test_loss = evaluate(model, dataset.x_test, dataset.y_test)
+    accuracy, test_loss = evaluate(dataset.x_test, dataset.y_test)
     return {
         "optimizer": optimizer_name,
         "global_batch_size": batch_size,

@@ -35,36 +35,41 @@ def make_train_step(model, optimizer, loss_fn, jit_compile=False):
     return step
 
 
-def evaluate(model, x, y, batch_size=10000):
-    """Top-1 accuracy and mean cross-entropy of a logits ``model`` on numpy arrays.
+def make_evaluate(model, batch_size=10000):
+    """Returns ``evaluate(x, y) -> (accuracy, loss)`` for a logits ``model``, traced once.
+
+    Build it once per model and call it every epoch: its forward pass is one ``tf.function``
+    kept across calls (a new function per call would retrace the model at every evaluation).
 
     Args:
         model: maps ``x`` to logits whose last axis is the class.
-        x: inputs, ``(n, ...)``.
-        y: int labels, ``(n,)`` for one label per example or ``(n, steps)`` for one per time
-            step (a language model's next tokens); every label counts once.
         batch_size: examples per forward pass.
 
-    Returns:
-        ``(accuracy, loss)`` as Python floats, means over all labels; the loss is NaN when the
-        logits are not finite.
+    The returned ``evaluate(x, y)`` takes numpy inputs ``x`` ``(n, ...)`` and int labels ``y``,
+    ``(n,)`` for one label per example or ``(n, steps)`` for one per time step (a language
+    model's next tokens), every label counting once, and returns the top-1 accuracy and mean
+    cross-entropy over all labels as Python floats; the loss is NaN when the logits are not
+    finite.
     """
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def logits_of(images):
         return model(images, training=False)
 
-    correct, total_loss = 0, 0.0
-    for start in range(0, len(x), batch_size):
-        logits = logits_of(tf.constant(x[start : start + batch_size]))
-        labels = y[start : start + batch_size]
-        correct += int(np.sum(np.argmax(logits.numpy(), axis=-1) == labels))
-        total_loss += float(
-            tf.reduce_sum(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    def evaluate(x, y):
+        correct, total_loss = 0, 0.0
+        for start in range(0, len(x), batch_size):
+            logits = logits_of(tf.constant(x[start : start + batch_size]))
+            labels = y[start : start + batch_size]
+            correct += int(np.sum(np.argmax(logits.numpy(), axis=-1) == labels))
+            total_loss += float(
+                tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                )
             )
-        )
-    return correct / y.size, total_loss / y.size
+        return correct / y.size, total_loss / y.size
+
+    return evaluate
 
 
 def train(step, dataset, epochs, steps_per_epoch, description="", on_epoch_end=None, progress=True):

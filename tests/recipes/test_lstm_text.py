@@ -12,7 +12,7 @@ from absl import flags
 from recipes.batch_scaling import study
 from recipes.batch_scaling import main as study_main
 from recipes.bert import corpus, tokenization
-from recipes.common import evaluate
+from recipes.common import make_evaluate
 from recipes.lstm import language_model, text
 from recipes.lstm import main as legw_main
 
@@ -87,11 +87,20 @@ def test_language_model_shapes_parameters_and_seeded_weights():
     assert not np.allclose(model(ids), other(ids))
 
 
-def test_evaluate_averages_over_every_time_steps_label():
+def test_evaluate_averages_over_every_time_steps_label_and_traces_once():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(5, 4, 6)).astype(np.float32)  # the "model" returns x as logits
     y = rng.integers(0, 6, size=(5, 4)).astype(np.int32)
-    accuracy, loss = evaluate(lambda v, training=False: v, x, y, batch_size=2)
+    traces = []
+
+    def model(v, training=False):
+        traces.append(v.shape)  # Python runs only while tracing
+        return v
+
+    evaluate = make_evaluate(model, batch_size=2)
+    accuracy, loss = evaluate(x, y)
+    traced = len(traces)
+    assert evaluate(x, y) == (accuracy, loss) and len(traces) == traced  # no retrace next epoch
     logits = x.astype(np.float64)
     log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = -np.take_along_axis(log_softmax, y[..., None], -1).mean()
