@@ -122,3 +122,30 @@ def test_perplexity_plot_and_table_keep_diverged_runs_readable(tmp_path):
     table = legw.format_table(rows, "perplexity")
     assert "70.65" in table and "2546" in table and " inf " in table
     assert table.splitlines()[-1].endswith("-")  # no base run: nothing to reach
+
+
+@pytest.mark.parametrize("task, heading, value", [
+    ("rows", "### Measured: the classifier", lambda r: f"{100 * float(r['test_accuracy']):.2f}"),
+    ("text", "### Measured: the language model", lambda r: f"{float(r['test_perplexity']):.1f}"),
+])
+def test_readme_tables_are_the_committed_results(task, heading, value):
+    # Every cell of the README's table is the committed run's number (docs/legw/<task>/).
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "legw", task, "results.csv")) as f:
+        results = list(csv.DictReader(f))
+    with open(os.path.join(root, "README.md")) as f:
+        section = f.read().split(heading, 1)[1].split("\n#", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        if line.startswith("| LAMB") or line.startswith("| momentum"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            optimizer, rule = cells[0].split(", ")
+            table[("lamb" if optimizer == "LAMB" else "momentum", rule)] = cells[1:]
+    assert len(table) == 6
+    batches = sorted({int(r["global_batch_size"]) for r in results})
+    for r in results:
+        cell = table[(r["optimizer"], r["rule"])][batches.index(int(r["global_batch_size"]))]
+        if cell.startswith("diverged"):
+            assert float(r["test_perplexity"]) > 1000, r
+        else:
+            assert cell.strip("*").replace(",", "").startswith(value(r)), (cell, r)
