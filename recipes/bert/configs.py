@@ -127,7 +127,10 @@ CONFIGS = {
     # 64 against 500 at 16x (1,024). AdamW at 64 is the small-batch baseline. LAMB's own peak
     # was tuned once at 64 over the same schedule (3e-3, 1e-2, 3e-2: 1e-2 best, 3e-2 collapsed
     # after warmup), and tiny_lamb_1k scales it by the paper's sqrt rule, untuned at 1,024.
-    # Measured: that peak (4e-2) collapses too; the README reports it and the unscaled peak.
+    # Measured: that peak (4e-2) collapses too after a 50-step warmup; the README reports it
+    # and the unscaled peak. tiny_lamb_1k_legw is the rule in full, as the LAMB paper pairs it
+    # for untuned runs: the sqrt-scaled peak with LEGW's warmup (warmup epochs x 16: the base's
+    # 400 steps of 64 examples become 400 steps of 1,024).
     "tiny_adamw_64": PretrainConfig(
         model_size="tiny", optimizer="adamw", global_batch_size=64, train_steps=4000,
         learning_rate=1e-3, warmup_steps=400, decay_power=1.0, global_clipnorm=None,
@@ -138,6 +141,10 @@ CONFIGS = {
     ),
     "tiny_lamb_1k": PretrainConfig(
         model_size="tiny", global_batch_size=1024, train_steps=500, warmup_steps=50,
+        decay_power=1.0, sqrt_scaling_base=(64, 1e-2),
+    ),
+    "tiny_lamb_1k_legw": PretrainConfig(
+        model_size="tiny", global_batch_size=1024, train_steps=500, warmup_steps=400,
         decay_power=1.0, sqrt_scaling_base=(64, 1e-2),
     ),
 }

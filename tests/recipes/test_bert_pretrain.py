@@ -257,6 +257,11 @@ def test_named_configs_mirror_the_paper_and_check_their_fields():
     untuned = configs.CONFIGS["bert_large_32k_untuned"]
     assert untuned.peak_learning_rate == pytest.approx(5e-3)
     assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-2 * 4)
+    # LEGW: warmup examples x 16 (the batch ratio), the same peak.
+    base, legw = configs.CONFIGS["tiny_lamb_64"], configs.CONFIGS["tiny_lamb_1k_legw"]
+    examples = [c.warmup_steps * c.global_batch_size for c in (base, legw)]
+    assert examples[1] == 16 * examples[0]
+    assert legw.peak_learning_rate == pytest.approx(1e-2 * 4)
     with pytest.raises(ValueError, match="--optimizer must be one of"):
         configs.PretrainConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="--sqrt_scaling_base takes BATCH,LEARNING_RATE"):
