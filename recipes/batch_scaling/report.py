@@ -135,6 +135,18 @@ def batch_axis(ax, batches, base_batch_size, ylabel, title):
     ax.set_title(title, fontsize=9)
 
 
+def mark_off_axis(ax, x, edge, text, colour, slot, last, below):
+    """Draws a run whose value lies beyond the y axis as a triangle on the axis' ``edge`` with
+    ``text`` beside it; each label takes its own ``slot`` (a row counted from the edge), so that
+    labels at neighbouring batches never overlap. Labels point inwards from the last batch."""
+    ax.plot([x], [edge], marker="v" if below else "^", ms=9, color=colour, clip_on=False)
+    rise = 6 + 11 * slot
+    ax.annotate(text, (x, edge), xytext=(-8 if last else 8, rise if below else -rise - 8),
+                textcoords="offset points", fontsize=7, color=colour,
+                ha="right" if last else "left",
+                bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
+
+
 def plot(rows, path, base_batch_size, title=""):
     """Test accuracy against global batch size (log2 axis), one line per optimizer.
 
@@ -180,20 +192,10 @@ def plot(rows, path, base_batch_size, title=""):
             marker=markers[i % len(markers)],
             markevery=[j for j, (_, y) in enumerate(points) if y >= floor],
         )
-        for j, (x, y) in enumerate(points):
+        for x, y in points:
             if y < floor:
-                ax.plot([x], [floor], marker="v", ms=9, color=colour, clip_on=False)
-                last = x == batches[-1]
-                ax.annotate(
-                    f"{name} {y:.1f}%",
-                    (x, floor),
-                    xytext=(-8 if last else 8, 6 + 11 * slot),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=colour,
-                    ha="right" if last else "left",
-                    bbox=dict(fc="white", ec="none", alpha=0.8, pad=1),
-                )
+                mark_off_axis(ax, x, floor, f"{name} {y:.1f}%", colour, slot,
+                              last=x == batches[-1], below=True)
                 slot += 1
         base = [y for x, y in points if x == base_batch_size]
         if base:

@@ -168,6 +168,7 @@ def plot(rows, output_dir, base_batch_size, metric="accuracy", title=""):
     bases = [r["test_perplexity"] for r in lines if r["global_batch_size"] == base_batch_size]
     finite = [p for p in (bases or [r["test_perplexity"] for r in lines]) if math.isfinite(p)]
     ceiling = 10 * max(finite) if finite else 1e4
+    slot = 0
     for i, name in enumerate(names):
         points = sorted((r["global_batch_size"], r["test_perplexity"]) for r in lines
                         if r["optimizer"] == name)
@@ -176,9 +177,9 @@ def plot(rows, output_dir, base_batch_size, metric="accuracy", title=""):
                 marker="osD^vP*X"[i % 8], color=colour, label=name)
         for b, p in points:
             if not p <= ceiling:
-                ax.plot([b], [ceiling], marker="^", ms=9, color=colour)
-                ax.annotate(f"{p:.3g}", (b, ceiling), xytext=(-6, -14 - 10 * i),
-                            textcoords="offset points", fontsize=7, color=colour, ha="right")
+                study_report.mark_off_axis(ax, b, ceiling, f"{name} {p:.3g}", colour, slot,
+                                           last=b == batches[-1], below=False)
+                slot += 1
         base = [p for b, p in points if b == base_batch_size]
         if base:
             ax.axhline(base[0], color=colour, ls="--", lw=0.8, alpha=0.7)
