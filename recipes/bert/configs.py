@@ -105,10 +105,13 @@ CONFIGS = {
         max_seq_length=512, max_predictions_per_seq=80, global_batch_size=32768,
         train_steps=1563, learning_rate=4e-3, warmup_steps=200,
     ),
-    # LAMB paper Table 1: batch 32K, 15,625 steps, the untuned sqrt rule
-    # lr = 5e-3 * sqrt(B / 32768) *(check)*, polynomial decay power 1.
+    # LAMB paper, batch 32K for 15,625 steps (Table 1) with the untuned rule of its appendix
+    # table on untuned LAMB for BERT (batch 512 to 32K, fixed epochs): peak 5e-3 * sqrt(B /
+    # 32768) (5/(2^3 x 10^3) at 512) and LEGW warmup, a ratio of 1/320 at 512 doubling with the
+    # batch to 1/5 at 32K: 0.2 x 15,625 = 3,125 warmup steps at every batch of that table.
+    # Polynomial decay power 1.
     "bert_large_32k_untuned": PretrainConfig(
-        global_batch_size=32768, train_steps=15625, warmup_steps=1563, decay_power=1.0,
+        global_batch_size=32768, train_steps=15625, warmup_steps=3125, decay_power=1.0,
         sqrt_scaling_base=(32768, 5e-3),
     ),
     # LANS: batch 96K at 128 tokens, warmup then constant then linear decay (warmup 5%,

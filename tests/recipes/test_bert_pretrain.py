@@ -256,6 +256,7 @@ def test_named_configs_mirror_the_paper_and_check_their_fields():
     assert phase1.weight_decay == 0.01 and phase1.epsilon == 1e-6 and phase1.global_clipnorm == 1.0
     untuned = configs.CONFIGS["bert_large_32k_untuned"]
     assert untuned.peak_learning_rate == pytest.approx(5e-3)
+    assert untuned.warmup_steps == untuned.train_steps // 5  # LEGW's ratio at 32K: 1/5
     assert configs.CONFIGS["tiny_lamb_1k"].peak_learning_rate == pytest.approx(1e-2 * 4)
     # LEGW: warmup examples x 16 (the batch ratio), the same peak.
     base, legw = configs.CONFIGS["tiny_lamb_64"], configs.CONFIGS["tiny_lamb_1k_legw"]
