@@ -241,14 +241,14 @@ def optimizer_stepper(name, path, outer, shapes):
         return step, lambda _: None, optimizer.variables
     import jax
 
-    def apply(optimizer_values, trainable_values, grads):
+    def apply(trainable_values, optimizer_values, grads):
         return optimizer.stateless_apply(optimizer_values, grads, trainable_values)
 
     state = {"opt": [v.value for v in optimizer.variables], "train": [v.value for v in variables]}
-    compiled = jax_compile(apply, state["opt"], state["train"], grads)
+    compiled = jax_compile(apply, state["train"], state["opt"], grads)
 
     def jax_step():
-        state["train"], state["opt"] = compiled(state["opt"], state["train"], grads)
+        state["train"], state["opt"] = compiled(state["train"], state["opt"], grads)
         return state["train"]
 
     jax_step.temp_bytes = compiled.memory_analysis().temp_size_in_bytes
@@ -265,27 +265,33 @@ def optax_stepper(shapes):
     mask = [not ("layer_norm" in p or "bias" in p) for p, _ in shapes]
     transform = optax.lamb(learning_rate=1e-3, weight_decay=0.01, mask=mask)
 
-    def apply(opt_state, params, grads):
+    def apply(params, opt_state, grads):
         updates, opt_state = transform.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     state = {"opt": transform.init(params), "train": params}
-    compiled = jax_compile(apply, state["opt"], state["train"], grads)
+    compiled = jax_compile(apply, state["train"], state["opt"], grads)
 
     def jax_step():
-        state["train"], state["opt"] = compiled(state["opt"], state["train"], grads)
+        state["train"], state["opt"] = compiled(state["train"], state["opt"], grads)
         return state["train"]
 
     jax_step.temp_bytes = compiled.memory_analysis().temp_size_in_bytes
     return jax_step, jax.block_until_ready, jax.tree_util.tree_leaves(state["opt"])
 
 
-def jax_compile(apply, slots, params, grads):
-    """``apply(slots, params, grads) -> (params, slots)`` compiled once by XLA with the slots
-    and parameters donated; its ``memory_analysis()`` gives the step's scratch memory."""
+def jax_compile(apply, params, slots, grads):
+    """``apply(params, slots, grads) -> (params, slots)`` compiled once by XLA with the
+    parameters and slots donated; its ``memory_analysis()`` gives the step's scratch memory.
+
+    The outputs come in the order of the donated inputs, as in Keras' JAX trainer: JAX pairs
+    donated buffers with outputs of the same shape in order, so with the order swapped a
+    layer's new weights would be written into its first moment's buffer and XLA would copy
+    every slot to keep the inputs it still reads (hundreds of MiB of scratch).
+    """
     import jax
 
-    return jax.jit(apply, donate_argnums=(0, 1)).lower(slots, params, grads).compile()
+    return jax.jit(apply, donate_argnums=(0, 1)).lower(params, slots, grads).compile()
 
 
 def probe_stepper(probe, shapes):
