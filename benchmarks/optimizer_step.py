@@ -319,11 +319,13 @@ def probe_stepper(probe, shapes):
         return tf.function(kernel, jit_compile=True), lambda _: None
     import jax
 
+    # Only what a probe writes is returned, into donated buffers: an input handed back
+    # unchanged would be copied to a fresh output buffer, bytes the probe does not count.
     def jax_kernel(w, m, g):
         if probe == "copy":
-            return w, [wi.copy() for wi in w]
+            return [wi.copy() for wi in w]
         if probe == "triad":
-            return w, [wi + 0.5 * gi for wi, gi in zip(w, g)]
+            return [wi + 0.5 * gi for wi, gi in zip(w, g)]
         m = [0.9 * mi + gi for mi, gi in zip(m, g)]
         return [wi - 0.1 * mi for wi, mi in zip(w, m)], m
 
@@ -331,7 +333,11 @@ def probe_stepper(probe, shapes):
     state = {k: [jax.numpy.asarray(a) for a in group] for k, group in zip("wmg", arrays)}
 
     def jax_step():
-        state["w"], state["m"] = jitted(state["w"], state["m"], state["g"])
+        out = jitted(state["w"], state["m"], state["g"])
+        if probe == "momentum":
+            state["w"], state["m"] = out
+        else:
+            state["m"] = out
         return state["m"]
 
     return jax_step, jax.block_until_ready

@@ -109,6 +109,11 @@ class LARS(layerwise.LayerwiseOptimizer):
         self.nesterov = bool(nesterov)
         self.form = form
 
+    # The trust ratio's norms are of stored tensors (w and g, or the paper form's momentum),
+    # so no direction-sized temporary builds up: the fused step on JAX leaves XLA free to
+    # order the layers.
+    _sequence_layers = False
+
     def build(self, var_list):
         if self.built:
             return
