@@ -439,8 +439,7 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
     num_directions = 1
 
     #: Whether the fused step on JAX orders the layers (see :func:`after`): worth it where a
-    #: layer's direction is a full-size temporary (LAMB, LANS), not for LARS, whose norms are
-    #: those of its inputs (ordered, its JAX CPU step ran 1.3x slower for no memory saved).
+    #: layer's direction is a full-size temporary (LAMB, LANS; LARS turns it off).
     _sequence_layers = True
 
     def build(self, var_list):
@@ -550,11 +549,8 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             method = "norm"
         self._step_norm_method = method
         self._step_recomputes = compiled
-        # On JAX, layer after layer (see `after`), so that one layer's direction is freed
-        # before the next is built. Measured on BERT-base (benchmarks/README.md): XLA:CPU
-        # otherwise held every layer's direction (LAMB 417 MiB, LANS 834 MiB; 89 and 179
-        # ordered). TensorFlow's XLA orders the layers by itself; TensorFlow's graph executor
-        # ran LAMB 1.2x faster with its layers concurrent than ordered, so it keeps them so.
+        # Layers in order on JAX only (see `after`; benchmarks/README.md): TensorFlow's XLA
+        # orders them by itself, and its graph executor ran LAMB 1.2x faster unordered.
         self._step_sequenced = backend == "jax" and self._sequence_layers
         self._step_cache = {}
 
