@@ -23,6 +23,7 @@ under ``train/`` and ``eval/`` (loss, MLM and NSP accuracy, learning rate, trust
 import dataclasses
 import json
 import os
+import re
 
 from absl import flags
 
@@ -91,8 +92,15 @@ def make_schedule(config):
 EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
 
 
-def make_optimizer(config):
-    """LAMB / LANS / AdamW with the configuration's settings and BERT's exclusions."""
+def make_optimizer(config, variables):
+    """LAMB / LANS / AdamW with the configuration's settings and BERT's exclusions.
+
+    Args:
+        config: a :class:`configs.PretrainConfig`.
+        variables: the model's trainable variables. Keras' AdamW matches exclusion regexes on
+            ``variable.name`` only (``"gamma"`` for a LayerNorm scale), so the variables whose
+            path matches :data:`EXCLUDE` are handed to it by identity.
+    """
     common = dict(
         learning_rate=make_schedule(config), beta_1=config.beta_1, beta_2=config.beta_2,
         epsilon=config.epsilon, global_clipnorm=config.global_clipnorm or None,
@@ -104,7 +112,10 @@ def make_optimizer(config):
         return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
                             **common)
     optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
-    optimizer.exclude_from_weight_decay(var_names=EXCLUDE)
+    pattern = re.compile("|".join(EXCLUDE))
+    optimizer.exclude_from_weight_decay(
+        var_list=[v for v in variables if pattern.search(v.path)]
+    )
     return optimizer
 
 
@@ -204,7 +215,7 @@ def run(fv=FLAGS, log=print):
             ),
             config.max_seq_length, config.max_predictions_per_seq,
         )
-        optimizer = make_optimizer(config)
+        optimizer = make_optimizer(config, model.trainable_variables)
         optimizer.build(model.trainable_variables)
     shapes = (config.max_seq_length, config.max_predictions_per_seq)
     feed = training.DataFeed(

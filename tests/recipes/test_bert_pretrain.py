@@ -6,8 +6,10 @@ for bad input.
 Each run is a separate process, as a user runs it (and as a killed run must be resumed).
 """
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -280,3 +282,21 @@ def test_named_configs_mirror_the_paper_and_check_their_fields():
         pretrain_lib.resolve_config(fv)
     with pytest.raises(ValueError, match="--warmup_steps"):
         configs.PretrainConfig(train_steps=10, warmup_steps=11)
+
+
+@pytest.mark.parametrize("config_name", ["tiny_adamw_64", "tiny_lamb_64", "bert_large_lans_phase1_96k"])
+def test_every_optimizer_decays_exactly_the_weights_outside_layer_norm_and_bias(config_name):
+    # Keras' AdamW matches exclusion regexes on `variable.name`, which is "gamma" for a
+    # LayerNorm scale; the recipe must exclude the same variables for all three optimizers.
+    config = dataclasses.replace(configs.CONFIGS[config_name], model_size="tiny")
+    model = model_lib.build(model_lib.BertConfig.from_size("tiny", 256), 16, 4)
+    variables = model.trainable_variables
+    optimizer = pretrain_lib.make_optimizer(config, variables)
+    optimizer.build(variables)
+    if config.optimizer == "adamw":
+        decayed = {v.path for v in variables if optimizer._use_weight_decay(v)}
+    else:
+        decayed = {path for path, rate, _ in optimizer.layer_settings() if rate > 0}
+    kept = {v.path for v in variables if not re.search("LayerNorm|layer_norm|bias", v.path)}
+    assert decayed == kept
+    assert any("layer_norm" in v.path for v in variables) and len(kept) < len(variables)
