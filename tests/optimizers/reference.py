@@ -12,15 +12,14 @@ def norm(x):
 
 
 def ratio(w_norm, u_norm, eta=1.0, bounds=(0.0, None), cap=None, offset=0.0):
-    """eta * phi(||w||) / (||u|| + offset); 1 where ||w|| == 0 or ||u|| == 0."""
+    """min(eta * phi(||w||) / (||u|| + offset), cap); 1 where ||w|| == 0 or ||u|| == 0."""
     if w_norm == 0.0 or u_norm == 0.0:
-        r = 1.0
-    else:
-        lower, upper = bounds
-        phi = max(w_norm, lower)
-        if upper is not None:
-            phi = min(phi, upper)
-        r = eta * phi / (u_norm + offset)
+        return 1.0
+    lower, upper = bounds
+    phi = max(w_norm, lower)
+    if upper is not None:
+        phi = min(phi, upper)
+    r = eta * phi / (u_norm + offset)
     return min(r, cap) if cap is not None else r
 
 

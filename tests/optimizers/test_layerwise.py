@@ -1,5 +1,7 @@
 """The shared mechanism: trust ratio, exclusions by path, argument validation."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -41,6 +43,9 @@ def scalar(x):
         (2.0, 4.0, {"bounds": (3.0, None)}, 0.75),  # phi clips ||w|| up to 3
         (8.0, 4.0, {"bounds": (0.0, 4.0)}, 1.0),  # phi clips ||w|| down to 4
         (8.0, 1.0, {"max_ratio": 3.0}, 3.0),
+        (8.0, 1.0, {"max_ratio": 0.5}, 0.5),
+        (0.0, 1.0, {"max_ratio": 0.5}, 1.0),  # the zero rule holds under a cap below 1
+        (2.0, 0.0, {"max_ratio": 0.5}, 1.0),
         (2.0, 1.0, {"denominator_offset": 3.0}, 0.5),
         (2.0, 0.0, {"denominator_offset": 3.0}, 1.0),  # zero test looks at ||u|| only
     ],
@@ -125,12 +130,38 @@ def test_no_double_weight_decay_from_the_keras_base_class():
         (tf_lamb.LANS, {"beta_1": 1.2}, "beta_1"),
         (tf_lamb.LANS, {"epsilon": -1.0}, "epsilon"),
         (tf_lamb.LANS, {"weight_decay_mode": None}, "weight_decay_mode"),
+        # Infinite values are out of range (a step would make every weight NaN).
+        (tf_lamb.LAMB, {"learning_rate": float("inf")}, "learning_rate"),
+        (tf_lamb.LAMB, {"weight_decay": float("inf")}, "weight_decay"),
+        (tf_lamb.LAMB, {"epsilon": float("inf")}, "epsilon"),
+        (tf_lamb.LAMB, {"max_trust_ratio": float("inf")}, "max_trust_ratio"),
+        (tf_lamb.LAMB, {"weight_norm_bounds": (float("inf"), None)}, "weight_norm_bounds"),
+        (tf_lamb.LARS, {"trust_coefficient": float("inf")}, "trust_coefficient"),
+        (tf_lamb.LAMB, {"beta_1": float("nan")}, "beta_1"),
+        # Switches take True or False only, and choices are matched by type (1 is not True).
+        (tf_lamb.LAMB, {"bias_correction": "no"}, "bias_correction"),
+        (tf_lamb.LANS, {"normalize_grad": 0}, "normalize_grad"),
+        (tf_lamb.LARS, {"nesterov": None}, "nesterov"),
+        (tf_lamb.LAMB, {"jit_compile": "yes"}, "jit_compile"),
+        (tf_lamb.LAMB, {"fused": 1}, "fused"),
     ],
 )
 def test_bad_arguments_raise_at_construction_naming_the_argument(optimizer_class, kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}") as info:
         optimizer_class(**kwargs)
     assert "Received" in str(info.value) or "received" in str(info.value).lower()
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_floats():
+    optimizer = tf_lamb.LAMB(
+        learning_rate=np.float32(0.5), beta_1=np.float32(0.75), epsilon=np.float64(1e-6),
+        weight_decay=np.float32(0.25), max_trust_ratio=np.int64(10),
+    )
+    config = optimizer.get_config()
+    for key, value in [("beta_1", 0.75), ("epsilon", 1e-6), ("weight_decay", 0.25),
+                       ("max_trust_ratio", 10.0), ("learning_rate", 0.5)]:
+        assert type(config[key]) is float and config[key] == value, key
+    json.dumps(config)  # No NumPy scalar left in the config.
 
 
 def test_model_garden_weight_decay_rate_alias():

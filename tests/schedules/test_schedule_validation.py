@@ -97,6 +97,11 @@ FROM_BASE = [
                             boundaries_epochs=[60, 30]),
      r"`boundaries_epochs` must be strictly increasing, each in "
      r"\(warmup_epochs=4\.0, epochs=90\.0\]"),
+    ("boundary epochs rounding to one step",
+     lambda: LEGW.from_base(256, 0.1, 1, 512, 2, 90, decay="step",
+                            boundaries_epochs=[30.1, 30.2]),
+     r"`boundaries_epochs` must fall on distinct steps after the warmup's 4; at "
+     r"steps_per_epoch=2 they round to steps \[60, 60\]"),
     ("boundary epoch in warmup",
      lambda: LEGW.from_base(256, 0.1, 1, 1024, 10, 90, decay="step",
                             boundaries_epochs=[2, 30]),
@@ -127,6 +132,11 @@ GOYAL = [
     ("float steps per epoch", lambda: Goyal(0.1, 10.5),
      r"`steps_per_epoch` must be an integer.*=10\.5"),
     ("negative warmup", lambda: Goyal(0.1, 10, warmup_epochs=-1), r"`warmup_epochs`.*=-1"),
+    ("boundaries rounding to the warmup's end", lambda: Goyal(1.0, 1, 5, (5.2, 5.4)),
+     r"`boundaries_epochs` must fall on distinct steps after the warmup's 5; at "
+     r"steps_per_epoch=1 they round to steps \[5, 5\]"),
+    ("boundaries rounding to one step", lambda: Goyal(1.0, 2, 1, (3.0, 3.2)),
+     r"round to steps \[6, 6\]"),
     ("boundaries decreasing", lambda: Goyal(0.1, 10, 5, (60, 30)),
      r"`boundaries_epochs` must be strictly increasing, each in \(warmup_epochs=5\.0, inf\)"),
     ("boundary in warmup", lambda: Goyal(0.1, 10, 5, (3, 30)),

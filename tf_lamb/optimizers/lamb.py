@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_lamb import _args
 from tf_lamb.optimizers import layerwise
 
 NESTEROV_VARIANTS = (None, "n-lamb", "nn-lamb")
@@ -25,11 +26,14 @@ class LAMB(layerwise.LayerwiseOptimizer):
     It is a drop-in for ``tensorflow_addons.optimizers.LAMB``: the same argument names,
     defaults and exclusion rules (the layer-adaptation list falls back to the weight-decay
     list), with weight decay inside the trust ratio. ``keras.optimizers.Lamb`` instead decays
-    outside it; ``weight_decay_mode="decoupled"`` reproduces that.
+    outside it; ``weight_decay_mode="decoupled"`` reproduces that. Known differences from
+    tfa: ``exclude_from_layer_adaptation=[]`` adapts every layer (tfa treated an empty list
+    as not given and fell back on the weight-decay list); ``epsilon=0`` raises (tfa replaced
+    it by 1e-7); the default ``name`` is ``"lamb"`` (tfa: ``"LAMB"``).
 
     Args:
         learning_rate: float >= 0, a ``keras.optimizers.schedules.LearningRateSchedule`` or a
-            callable of the step. Defaults to 1e-3 (tfa).
+            callable taking no argument. Defaults to 1e-3 (tfa).
         beta_1: float in [0, 1), decay of the first moment. Defaults to 0.9 (paper).
         beta_2: float in [0, 1), decay of the second moment. Defaults to 0.999 (paper).
         epsilon: float > 0 added to ``sqrt(v_hat)``. Defaults to 1e-6 (paper, tfa; Keras'
@@ -100,16 +104,16 @@ class LAMB(layerwise.LayerwiseOptimizer):
             name=name,
             **kwargs,
         )
-        layerwise.check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
-        layerwise.check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
-        layerwise.check_range("epsilon", epsilon, 0.0, math.inf, low_open=True)
-        layerwise.check_choice("weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES)
-        layerwise.check_choice("nesterov", nesterov, NESTEROV_VARIANTS)
+        beta_1 = _args.check_real("beta_1", beta_1, 0.0, 1.0, high_open=True)
+        beta_2 = _args.check_real("beta_2", beta_2, 0.0, 1.0, high_open=True)
+        epsilon = _args.check_real("epsilon", epsilon, 0.0, math.inf, low_open=True)
+        _args.check_choice("weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES)
+        _args.check_choice("nesterov", nesterov, NESTEROV_VARIANTS)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.weight_decay_mode = weight_decay_mode
-        self.bias_correction = bool(bias_correction)
+        self.bias_correction = _args.check_bool("bias_correction", bias_correction)
         self.nesterov = nesterov
 
     def build(self, var_list):

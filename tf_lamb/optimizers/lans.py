@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_lamb import _args
 from tf_lamb.optimizers import layerwise
 from tf_lamb.optimizers.lamb import one_minus_power
 
@@ -80,18 +81,18 @@ class LANS(layerwise.LayerwiseOptimizer):
             name=name,
             **kwargs,
         )
-        layerwise.check_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
-        layerwise.check_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
-        layerwise.check_range("epsilon", epsilon, 0.0, math.inf, low_open=True)
-        layerwise.check_choice(
+        beta_1 = _args.check_real("beta_1", beta_1, 0.0, 1.0, high_open=True)
+        beta_2 = _args.check_real("beta_2", beta_2, 0.0, 1.0, high_open=True)
+        epsilon = _args.check_real("epsilon", epsilon, 0.0, math.inf, low_open=True)
+        _args.check_choice(
             "weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES
         )
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
-        self.normalize_grad = bool(normalize_grad)
+        self.normalize_grad = _args.check_bool("normalize_grad", normalize_grad)
         self.weight_decay_mode = weight_decay_mode
-        self.bias_correction = bool(bias_correction)
+        self.bias_correction = _args.check_bool("bias_correction", bias_correction)
 
     num_directions = 2
 

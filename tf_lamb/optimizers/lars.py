@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from tf_lamb import _args
 from tf_lamb.optimizers import layerwise
 
 FORMS = ("classic", "paper")
@@ -56,7 +57,8 @@ class LARS(layerwise.LayerwiseOptimizer):
 
     Slots: ``momentum``, one of each variable's shape and dtype; ``layer_statistics``,
     float32 (layers, 3): ``||w||``, the norm in the ratio's denominator (classic: ``||g||``;
-    paper: ``||m||``) and the trust ratio.
+    paper: ``||m||``, or with ``nesterov`` the norm of the Nesterov direction) and the trust
+    ratio.
 
     Raises:
         ValueError: an argument is outside its range; the message names it.
@@ -96,17 +98,17 @@ class LARS(layerwise.LayerwiseOptimizer):
             name=name,
             **kwargs,
         )
-        layerwise.check_range("momentum", momentum, 0.0, 1.0, high_open=True)
-        layerwise.check_choice("form", form, FORMS)
+        momentum = _args.check_real("momentum", momentum, 0.0, 1.0, high_open=True)
+        _args.check_choice("form", form, FORMS)
         if trust_coefficient is not None:
-            layerwise.check_range(
+            trust_coefficient = _args.check_real(
                 "trust_coefficient", trust_coefficient, 0.0, math.inf, low_open=True
             )
-        layerwise.check_range("epsilon", epsilon, 0.0, math.inf)
+        epsilon = _args.check_real("epsilon", epsilon, 0.0, math.inf)
         self.momentum = momentum
         self.trust_coefficient = trust_coefficient
         self.epsilon = epsilon
-        self.nesterov = bool(nesterov)
+        self.nesterov = _args.check_bool("nesterov", nesterov)
         self.form = form
 
     # The trust ratio's norms are of stored tensors (w and g, or the paper form's momentum),

@@ -18,11 +18,14 @@ per-variable loop calls ``update_step``, which runs the same per-layer code.
 """
 
 import math
+import numbers
 import re
 
 import keras
 import numpy as np
 from keras import ops
+
+from tf_lamb._args import check_bool, check_choice, check_real
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
@@ -170,7 +173,8 @@ def trust_ratio(
         bounds: ``(lower, upper)`` for ``phi(z) = clip(z, lower, upper)``; ``upper=None``
             means no upper bound. The default ``(0, None)`` makes ``phi`` the identity.
             LAMB paper Sec. 3.1.
-        max_ratio: optional Python float capping the ratio ("LAMBC"/"LARC" clipping).
+        max_ratio: optional Python float capping the ratio ("LAMBC"/"LARC" clipping); a
+            layer with a zero norm keeps its ratio of 1 even under a cap below 1.
         denominator_offset: added to ``||u||`` in the denominator only (classic LARS:
             ``wd * ||w|| + epsilon``); the zero test still looks at ``||u||``.
 
@@ -188,37 +192,10 @@ def trust_ratio(
     if coefficient != 1.0:
         phi = coefficient * phi
     one = ops.ones_like(phi)
-    ratio = ops.where(positive, phi / ops.where(positive, denominator, one), one)
+    ratio = phi / ops.where(positive, denominator, one)
     if max_ratio is not None:
         ratio = ops.minimum(ratio, max_ratio)
-    return ratio
-
-
-def check_range(name, value, low, high, low_open=False, high_open=False):
-    """Raises a ValueError naming ``name``, the interval and ``value`` unless it lies inside."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-    if not ok:
-        interval = (
-            ("(" if low_open else "[")
-            + f"{low}, {high}"
-            + (")" if high_open or high == math.inf else "]")
-        )
-        raise ValueError(
-            f"Argument `{name}` must be a number in the range {interval}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def check_choice(name, value, choices):
-    """Raises a ValueError naming ``name`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(
-            f"Argument `{name}` must be one of {list(choices)}. Received: {name}={value!r}"
-        )
+    return ops.where(positive, ratio, one)  # The zero-norm rule holds whatever the cap.
 
 
 class Exclusions:
@@ -372,14 +349,11 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
                     f"Received: weight_decay={weight_decay}, weight_decay_rate={alias}"
                 )
             weight_decay = alias
-        if isinstance(learning_rate, int) and not isinstance(learning_rate, bool):
-            learning_rate = float(learning_rate)
-        if isinstance(learning_rate, float):
-            check_range("learning_rate", learning_rate, 0.0, math.inf)
+        if isinstance(learning_rate, numbers.Real):
+            learning_rate = check_real("learning_rate", learning_rate, 0.0, math.inf)
         super().__init__(learning_rate=learning_rate, weight_decay=None, **kwargs)
         weight_decay = 0.0 if weight_decay is None else weight_decay
-        check_range("weight_decay", weight_decay, 0.0, math.inf)
-        self.weight_decay_rate = float(weight_decay)
+        self.weight_decay_rate = check_real("weight_decay", weight_decay, 0.0, math.inf)
         self._weight_decay_exclusions = Exclusions(
             exclude_from_weight_decay, "exclude_from_weight_decay"
         )
@@ -396,14 +370,16 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
                 "0 <= lower <= upper (upper may be None). "
                 f"Received: weight_norm_bounds={weight_norm_bounds!r}"
             ) from None
-        check_range("weight_norm_bounds[0]", lower, 0.0, math.inf)
+        lower = check_real("weight_norm_bounds[0]", lower, 0.0, math.inf)
         if upper is not None:
-            check_range(
+            upper = check_real(
                 "weight_norm_bounds[1]", upper, lower, math.inf, low_open=lower == 0.0
             )
-        self.weight_norm_bounds = (float(lower), None if upper is None else float(upper))
+        self.weight_norm_bounds = (lower, upper)
         if max_trust_ratio is not None:
-            check_range("max_trust_ratio", max_trust_ratio, 0.0, math.inf, low_open=True)
+            max_trust_ratio = check_real(
+                "max_trust_ratio", max_trust_ratio, 0.0, math.inf, low_open=True
+            )
         self.max_trust_ratio = max_trust_ratio
         check_choice("fused", fused, (None, True, False))
         if fused and not fused_supported():
@@ -414,7 +390,7 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
                 "Pass fused=None to fall back on the per-variable loop."
             )
         self.fused = fused
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = check_bool("jit_compile", jit_compile)
         self._fused_active = fused_supported() if fused is None else fused
         self._compiled_step = None
         self._fused_step_traces = 0
@@ -484,7 +460,8 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         Returns:
             A dict of NumPy arrays over the L layers in build order: ``path`` (str, (L,)),
             ``adapts`` (bool, (L,)), ``weight_norm`` (float32, (L,), ``||w||`` before the
-            step), ``update_norm`` and ``trust_ratio`` (float32, (L, K), per direction ``k``:
+            step; with ``weight_decay_mode="decoupled"``, ``||(1 - lr wd) w||``, the decayed
+            weights' norm that the ratio uses), ``update_norm`` and ``trust_ratio`` (float32, (L, K), per direction ``k``:
             K = 1 for LAMB and LARS, 2 for LANS). For classic LARS ``update_norm`` is
             ``||g||``. A layer not adapted reads 0, 0 and 1. All zeros before the first
             step; under ``tf.distribute``, the first replica's values (all replicas agree).

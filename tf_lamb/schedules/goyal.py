@@ -4,7 +4,8 @@ import math
 
 import keras
 
-from tf_lamb.schedules import _args, _base, _decay
+from tf_lamb import _args
+from tf_lamb.schedules import _base, _decay
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
@@ -99,6 +100,10 @@ class GoyalStepDecay(_base.WarmupSchedule):
         self.boundaries = [
             _args.to_steps(e, self.steps_per_epoch) for e in self.boundaries_epochs
         ]
+        _args.check_boundary_steps(
+            self.boundaries, self.warmup_steps, self.steps_per_epoch,
+            f"boundaries_epochs={boundaries_epochs!r}, warmup_epochs={warmup_epochs!r}",
+        )
 
     def _after_warmup(self, step):
         return _decay.step_decay(

@@ -4,7 +4,8 @@ import math
 
 import keras
 
-from tf_lamb.schedules import _args, _base, _decay
+from tf_lamb import _args
+from tf_lamb.schedules import _base, _decay
 from tf_lamb.schedules.scaling import SCALING_RULES
 
 DECAYS = ("polynomial", "cosine", "constant", "step")
@@ -217,6 +218,11 @@ class LEGW(_base.WarmupSchedule):
             boundaries = [
                 _args.to_steps(e, steps_per_epoch) for e in boundaries_epochs
             ]
+            _args.check_boundary_steps(
+                boundaries, _args.to_steps(warmup_epochs, steps_per_epoch), steps_per_epoch,
+                f"boundaries_epochs={boundaries_epochs!r}, warmup epochs "
+                f"{warmup_epochs:g} (base_warmup_epochs x {ratio:g})",
+            )
         return cls(
             peak_learning_rate=peak,
             warmup_steps=_args.to_steps(warmup_epochs, steps_per_epoch),

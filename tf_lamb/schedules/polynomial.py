@@ -2,7 +2,8 @@
 
 import keras
 
-from tf_lamb.schedules import _args, _base, _decay
+from tf_lamb import _args
+from tf_lamb.schedules import _base, _decay
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")

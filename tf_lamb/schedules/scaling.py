@@ -2,7 +2,7 @@
 
 import math
 
-from tf_lamb.schedules import _args
+from tf_lamb import _args
 
 
 def _batch_ratio(base_learning_rate, base_batch_size, batch_size):

@@ -1,5 +1,5 @@
-"""Argument checks shared by the schedules: every message names the argument, its range and
-the value received."""
+"""Argument checks shared by the optimizers and the schedules: every message names the argument,
+the allowed values or range, and the value received."""
 
 import math
 import numbers
@@ -66,8 +66,9 @@ def check_int(name, value, low=0, high=math.inf, *, low_label=None, high_label=N
 
 
 def check_choice(name, value, choices):
-    """Raises `ValueError` unless `value` is one of `choices`."""
-    if not isinstance(value, str) or value not in choices:
+    """Returns `value`; raises `ValueError` unless it is one of `choices`, of the same type
+    (so `1` is not taken for `True`)."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
         allowed = ", ".join(repr(choice) for choice in choices)
         raise ValueError(
             f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
@@ -107,6 +108,19 @@ def to_steps(count, steps_per_unit):
     """`count` epochs (or a fraction of a run) in steps, rounded to the nearest step
     (halves up, unlike Python's `round`, so 2.5 steps is 3)."""
     return int(math.floor(count * steps_per_unit + 0.5))
+
+
+def check_boundary_steps(boundaries, warmup_steps, steps_per_epoch, received):
+    """Raises `ValueError` naming `boundaries_epochs` unless the boundaries, rounded to steps,
+    are distinct and after the warmup (epochs that pass `check_increasing` can still round to
+    the same step). `received` describes the epoch arguments for the message."""
+    steps = [warmup_steps] + list(boundaries)
+    if any(later <= earlier for earlier, later in zip(steps, steps[1:])):
+        raise ValueError(
+            "`boundaries_epochs` must fall on distinct steps after the warmup's "
+            f"{warmup_steps}; at steps_per_epoch={steps_per_epoch} they round to steps "
+            f"{list(boundaries)}. Received: {received}"
+        )
 
 
 def check_bool(name, value):
