@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import tf_lamb  # noqa: E402
 
 from ..common import checkpointing, distribute, driver, tfrecords, training  # noqa: E402
-from . import configs, input_pipeline, model as model_lib  # noqa: E402
+from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -197,6 +197,8 @@ def run(fv=FLAGS, log=print):
             f"The data's vocabulary ({data_vocab} tokens, metadata.json) does not fit the model's "
             f"--vocab_size={vocab_size}."
         )
+    for path in train_files[:1] + eval_files[:1]:
+        records.check_file(path, config.max_seq_length, config.max_predictions_per_seq, vocab_size)
     strategy, policy = driver.make_strategy(fv)
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
@@ -256,7 +258,8 @@ def run(fv=FLAGS, log=print):
         feed=feed, checkpointer=checkpointer, train_steps=config.train_steps,
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(
-            {"--train_files": train_files, "--eval_files": eval_files}),
+            {"--train_files": train_files, "--eval_files": eval_files},
+            check=records.parse_fn(records.feature_names(train_files[0]), *shapes)),
         trust_ratios=config.optimizer != "adamw", log=log,
     )
 

@@ -72,16 +72,29 @@ def write_shards(instances, output_prefix, num_shards, max_seq_length, max_predi
     return tfrecords.write_shards(records, output_prefix, num_shards, suffix=".tfrecord")
 
 
+def _first_examples(path, count):
+    """The first ``count`` records of ``path`` as ``tf.train.Example`` s.
+
+    Raises:
+        ValueError: a record is corrupt (the message names the file).
+    """
+    try:
+        return [tf.train.Example.FromString(r.numpy())
+                for r in tf.data.TFRecordDataset(path).take(count)]
+    except tf.errors.DataLossError as error:
+        raise ValueError(f"{path}: corrupt record: {error.message}") from None
+
+
 def feature_names(path):
     """``(ids, mask, segments)`` feature names used in the TFRecord file ``path``: Google's or
     Model Garden's.
 
     Raises:
-        ValueError: the file is empty or holds neither naming (the message names the file).
-        tf.errors.DataLossError: the first record is corrupt.
+        ValueError: the file is empty, its first record is corrupt or it holds neither naming
+            (the message names the file).
     """
-    for record in tf.data.TFRecordDataset(path).take(1):
-        features = tf.train.Example.FromString(record.numpy()).features.feature
+    for example in _first_examples(path, 1):
+        features = example.features.feature
         for names in (GOOGLE_NAMES, MODEL_GARDEN_NAMES):
             if all(name in features for name in names):
                 return names
@@ -90,6 +103,40 @@ def feature_names(path):
             f"{sorted(features)}, not {list(GOOGLE_NAMES)} or {list(MODEL_GARDEN_NAMES)}."
         )
     raise ValueError(f"{path}: the file holds no records.")
+
+
+def check_file(path, max_seq_length, max_predictions_per_seq, vocab_size, count=100):
+    """Checks the first ``count`` records of ``path`` against the run's flags, before training.
+
+    Args:
+        path: a TFRecord file.
+        max_seq_length, max_predictions_per_seq: the run's ``--max_seq_length`` and
+            ``--max_predictions_per_seq``.
+        vocab_size: the model's ``--vocab_size``: every token id must be below it (an id past
+            the embedding is an error on a CPU, and silently wrong on a GPU or TPU).
+
+    Raises:
+        ValueError: the file is empty or corrupt, or its records do not fit a flag (the
+            message names the file and the flag).
+    """
+    ids, _, _ = feature_names(path)
+    for example in _first_examples(path, count):
+        features = example.features.feature
+        for flag, value, name in (("--max_seq_length", max_seq_length, ids),
+                                  ("--max_predictions_per_seq", max_predictions_per_seq,
+                                   "masked_lm_ids")):
+            length = len(features[name].int64_list.value) if name in features else None
+            if length != value:
+                raise ValueError(
+                    f"{path}: its records hold {length} `{name}`, not {flag}={value} (records "
+                    "of another phase?)."
+                )
+        largest = max(max(features[name].int64_list.value, default=0)
+                      for name in (ids, "masked_lm_ids"))
+        if largest >= vocab_size:
+            raise ValueError(
+                f"{path}: token id {largest} does not fit the model's --vocab_size={vocab_size}."
+            )
 
 
 def parse_fn(names, max_seq_length, max_predictions_per_seq):

@@ -237,7 +237,46 @@ def test_bad_inputs_stop_with_the_flag_or_file_named(data_dir, tmp_path):
     (corrupt / "train-00000-of-00001.tfrecord").write_bytes(raw[:5000] + b"\0" * 64 + raw[5064:])
     (corrupt / "metadata.json").write_text((data_dir / "seq128" / "metadata.json").read_text())
     proc = pretrain(data_dir, tmp_path / "c", f"--train_files={corrupt}/train-*", check=False)
-    assert "--train_files: bad record in" in proc.stderr and "train-00000-of-00001.tfrecord" in proc.stderr
+    # The bytes at 5,000 lie in the first 100 records, which are checked before training.
+    assert "train-00000-of-00001.tfrecord: corrupt record" in proc.stderr
+
+
+def test_records_that_do_not_fit_the_flags_stop_naming_the_file_and_flag(data_dir, tmp_path):
+    # Phase 2's shapes on phase 1's records.
+    proc = pretrain(data_dir, tmp_path / "a", "--max_seq_length=512",
+                    "--max_predictions_per_seq=80", check=False)
+    assert proc.returncode != 0
+    assert "its records hold 128 `input_ids`, not --max_seq_length=512" in proc.stderr
+    source = sorted((data_dir / "seq128").glob("train-*"))[0]
+    # The first record corrupt (its length field): named before training starts.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    raw = source.read_bytes()
+    (broken / "train-0.tfrecord").write_bytes(raw[:2] + b"\xff" * 6 + raw[8:])
+    proc = pretrain(data_dir, tmp_path / "b", f"--train_files={broken}/train-*",
+                    "--vocab_size=1000", check=False)
+    assert "train-0.tfrecord: corrupt record" in proc.stderr
+    # No metadata.json: the token ids themselves are checked against --vocab_size.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "train-0.tfrecord").write_bytes(raw)
+    proc = pretrain(data_dir, tmp_path / "c", f"--train_files={bare}/train-*",
+                    "--vocab_size=500", check=False)
+    assert "does not fit the model's --vocab_size=500" in proc.stderr and "train-0.tfrecord" in proc.stderr
+    # Good records first, then records of the other phase: the parse error met while
+    # training is traced back to the file.
+    long = sorted((data_dir / "seq512").glob("train-*"))[0]
+    records_128 = list(tf.data.TFRecordDataset(str(source)).take(100).as_numpy_iterator())
+    records_512 = list(tf.data.TFRecordDataset(str(long)).take(200).as_numpy_iterator())
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    with tf.io.TFRecordWriter(str(mixed / "train-0.tfrecord")) as writer:
+        for record in records_128 + records_512:
+            writer.write(record)
+    proc = pretrain(data_dir, tmp_path / "d", f"--train_files={mixed}/train-*",
+                    "--vocab_size=1000", check=False)
+    assert proc.returncode != 0
+    assert "--train_files: bad record in" in proc.stderr and "train-0.tfrecord" in proc.stderr
 
 
 def test_batch_plan_arithmetic_and_errors():
