@@ -159,6 +159,29 @@ def data_vocab_size(train_files):
     return None
 
 
+def check_finished(directory):
+    """Phase 2 starts from phase 1's final checkpoint: when ``--init_checkpoint`` is a run's
+    directory, its newest checkpoint must be at the step its ``config.json`` trains to.
+
+    Raises:
+        ValueError: the run stopped early (the message names the flag, both steps and how to
+            start from that checkpoint anyway: pass its file prefix).
+    """
+    latest = tf.train.latest_checkpoint(directory) if tf.io.gfile.isdir(directory) else None
+    config_path = os.path.join(directory, "config.json")
+    if not latest or not tf.io.gfile.exists(config_path):
+        return
+    with tf.io.gfile.GFile(config_path) as f:
+        train_steps = json.load(f).get("train_steps")
+    step = int(latest.rsplit("-", 1)[-1])
+    if train_steps and step < train_steps:
+        raise ValueError(
+            f"--init_checkpoint={directory}: that run stopped at step {step} of its "
+            f"{train_steps}; resume it to the end first, or pass --init_checkpoint={latest} "
+            "to start from this checkpoint anyway."
+        )
+
+
 def summarize(sums):
     """Per-example loss and MLM / NSP accuracy from :func:`pretraining_task`'s metric sums."""
     return {
@@ -236,6 +259,7 @@ def run(fv=FLAGS, log=print):
         strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable()
     )
     if not resumed and fv.init_checkpoint:
+        check_finished(fv.init_checkpoint)
         log(f"model weights from {checkpointing.restore_model(model, fv.init_checkpoint)}")
 
     evaluate = None

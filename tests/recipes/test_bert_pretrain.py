@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -117,6 +118,16 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, tmp_path):
     # rule's 1e-2 * sqrt(16 / 64).
     assert [r["step"] for r in lines] == [1, 2]
     assert lines[0]["learning_rate"] == pytest.approx(5e-3 * 0.5, rel=1e-6)
+
+    # A phase 1 that stopped before its last step is not taken for a finished one.
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(phase1, unfinished)
+    (unfinished / "config.json").write_text(json.dumps({**config, "train_steps": 10}))
+    out = pretrain(data_dir, tmp_path / "phase2b", f"--init_checkpoint={unfinished}",
+                   "--train_steps=2", "--warmup_steps=1", seq=512, check=False)
+    assert out.returncode != 0
+    assert (f"--init_checkpoint={unfinished}: that run stopped at step 6 of its 10; resume it "
+            f"to the end first, or pass --init_checkpoint={unfinished}/ckpt-6") in out.stderr
 
 
 @pytest.mark.parametrize("args", [
