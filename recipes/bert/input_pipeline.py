@@ -3,7 +3,7 @@
 Files are sharded across hosts before anything is read, shuffled, read interleaved, shuffled
 again by example and batched at the host's share of a pass. Everything is seeded, so a run's
 data order repeats; :class:`recipes.common.training.DataFeed` checkpoints the iterator with the
-model, so a resumed run continues at the same example.
+model (or skips what was consumed), so a resumed run continues at the same example.
 """
 
 import tensorflow as tf

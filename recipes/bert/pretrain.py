@@ -220,9 +220,9 @@ def run(fv=FLAGS, log=print):
             f"The data's vocabulary ({data_vocab} tokens, metadata.json) does not fit the model's "
             f"--vocab_size={vocab_size}."
         )
+    strategy, policy = driver.make_strategy(fv)  # Before TensorFlow reads anything (devices).
     for path in train_files[:1] + eval_files[:1]:
         records.check_file(path, config.max_seq_length, config.max_predictions_per_seq, vocab_size)
-    strategy, policy = driver.make_strategy(fv)
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
@@ -250,6 +250,7 @@ def run(fv=FLAGS, log=print):
             shuffle_buffer=fv.shuffle_buffer,
         ),
         plan.per_replica_batch_size,
+        save_iterator=fv.resume_data == "iterator",
     )
     run_config = {"config_name": fv.config, **dataclasses.asdict(config),
                   "peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size,

@@ -27,8 +27,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
 def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     """Defines the run flags every recipe takes on ``fv`` (an ``absl.flags.FlagValues``), with
-    the recipe's defaults for the per-replica batch and the shuffle buffer (examples; the
-    buffer is saved in every checkpoint)."""
+    the recipe's defaults for the per-replica batch and the shuffle buffer (examples; with
+    ``--resume_data=iterator`` the buffer is saved in every checkpoint)."""
     from absl import flags
 
     flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
@@ -51,8 +51,13 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
                          flag_values=fv)
     flags.DEFINE_integer("shuffle_buffer", shuffle_buffer, "Training examples in the shuffle "
-                         "buffer, saved in every checkpoint (0: the files' interleaved order).",
+                         "buffer (0: the files' interleaved order).",
                          lower_bound=0, flag_values=fv)
+    flags.DEFINE_enum("resume_data", "iterator", ("iterator", "skip"), "How a resumed run "
+                      "finds its data position: 'iterator' saves the input iterator, shuffle "
+                      "buffer included, in every checkpoint; 'skip' re-reads the data from the "
+                      "start and skips what the finished steps consumed (smaller checkpoints, "
+                      "slower resumption). Always 'skip' on a TPU.", flag_values=fv)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).",
@@ -258,6 +263,10 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
     optimizer = runner.optimizer
     global_batch = runner.plan.global_batch_size
     step = int(optimizer.iterations.numpy())
+    if step and not feed.save_iterator:
+        feed.skip_passes(step * runner.plan.accumulation_steps)
+        log(f"data position: skipped the {step * runner.plan.accumulation_steps} passes of the "
+            f"{step} steps done")
     logger = RunLog(fv.output_dir, checkpointer.is_chief)
     monitor = None
     if trust_ratios and checkpointer.is_chief:

@@ -13,44 +13,71 @@ from .distribute import host_index
 
 
 class DataFeed:
-    """Per-replica batches from one checkpointable ``tf.data`` iterator per host.
+    """Per-replica batches from one ``tf.data`` pipeline per host, resumable at a step.
 
-    ``tf.distribute``'s distributed iterators cannot be saved in a checkpoint (TF 2.21), so
-    each host reads its own files with an ordinary iterator (which can) and splits each
-    element among its local replicas. On a TPU the dataset is distributed by the strategy for
-    its infeed instead; there a resumed run restarts the data order (:attr:`exact_resume`).
+    ``tf.distribute``'s distributed iterators cannot be saved in a checkpoint (TF 2.21), so off
+    a TPU each host reads its own files with an ordinary iterator and splits each element among
+    its local replicas. A resumed run finds its data position in one of two ways:
+
+    - ``save_iterator=True`` (off a TPU): the iterator is saved in every checkpoint
+      (:meth:`trackable`), shuffle buffer included, and restored with it.
+    - otherwise (always on a TPU, whose infeed takes the strategy's distributed dataset): the
+      pipeline is built again and the elements the finished steps consumed are skipped
+      (:meth:`skip_passes`). The order is a function of the seed and the files, so the run
+      goes on with the same examples; resuming re-reads what it skips.
 
     Args:
         strategy: the run's strategy.
         make_dataset: ``make_dataset(batch_size, num_shards, shard_index) -> tf.data.Dataset``
-            of this host's elements of ``batch_size`` examples.
+            of this host's elements of ``batch_size`` examples, in an order fixed by its seed.
         per_replica_batch_size: int.
+        save_iterator: bool, see above (ignored on a TPU).
     """
 
-    def __init__(self, strategy, make_dataset, per_replica_batch_size):
+    def __init__(self, strategy, make_dataset, per_replica_batch_size, save_iterator=True):
         self.strategy = strategy
+        self.make_dataset = make_dataset
         hosts, index = host_index(strategy)
+        self.hosts, self.host = hosts, index
         self.local_replicas = strategy.num_replicas_in_sync // hosts
         self.per_replica = per_replica_batch_size
         self.first_replica = index * self.local_replicas
-        self.exact_resume = not isinstance(strategy, tf.distribute.TPUStrategy)
-        if self.exact_resume:
-            dataset = make_dataset(per_replica_batch_size * self.local_replicas, hosts, index)
-        else:
-            dataset = strategy.distribute_datasets_from_function(
-                lambda context: make_dataset(
-                    per_replica_batch_size, context.num_input_pipelines, context.input_pipeline_id
-                )
+        self.on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+        self.save_iterator = save_iterator and not self.on_tpu
+        self.iterator = self._iterator(0)
+
+    def _iterator(self, passes):
+        """An iterator past the elements of ``passes`` forward/backward passes."""
+        if not self.on_tpu:
+            dataset = self.make_dataset(self.per_replica * self.local_replicas, self.hosts,
+                                        self.host)
+            return iter(dataset.skip(passes) if passes else dataset)
+
+        def pipeline(context):
+            dataset = self.make_dataset(
+                self.per_replica, context.num_input_pipelines, context.input_pipeline_id
             )
-        self.iterator = iter(dataset)
+            # Each pipeline feeds its share of the replicas one element per pass.
+            share = context.num_replicas_in_sync // context.num_input_pipelines
+            return dataset.skip(passes * share) if passes else dataset
+
+        return iter(self.strategy.distribute_datasets_from_function(pipeline))
 
     def trackable(self):
-        """What to put in the checkpoint for the data position (empty on a TPU)."""
-        return {"iterator": self.iterator} if self.exact_resume else {}
+        """What to put in the checkpoint for the data position (empty unless it saves the
+        iterator)."""
+        return {"iterator": self.iterator} if self.save_iterator else {}
+
+    def skip_passes(self, passes):
+        """Resumes the data after ``passes`` forward/backward passes (optimizer steps x
+        accumulation steps), when the iterator is not in the checkpoint. Call it before the
+        first step."""
+        if not self.save_iterator and passes:
+            self.iterator = self._iterator(passes)
 
     def next(self):
         """The next per-replica batch (call inside the ``tf.function``)."""
-        if not self.exact_resume:
+        if self.on_tpu:
             return next(self.iterator)
         batch = next(self.iterator)
         if self.local_replicas == 1:

@@ -191,6 +191,7 @@ def run(fv=FLAGS, log=print):
             examples(True, shards, index), batch, training=True, shard_index=index,
             seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, **pipeline),
         plan.per_replica_batch_size,
+        save_iterator=fv.resume_data == "iterator",
     )
     run_config = {"config_name": fv.config, **dataclasses.asdict(config),
                   "peak_learning_rate": config.peak_learning_rate,
