@@ -92,6 +92,11 @@ def make_schedule(config):
 EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
 
 
+class AdamW(tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW):
+    """Keras' AdamW whose ``global_clipnorm`` clips the global batch's gradient, as LAMB's
+    does (not each replica's share), so the baseline does not depend on the replica count."""
+
+
 def make_optimizer(config, variables):
     """LAMB / LANS / AdamW with the configuration's settings and BERT's exclusions.
 
@@ -111,7 +116,7 @@ def make_optimizer(config, variables):
     if config.optimizer == "lans":
         return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
                             **common)
-    optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
+    optimizer = AdamW(weight_decay=config.weight_decay, **common)
     pattern = re.compile("|".join(EXCLUDE))
     optimizer.exclude_from_weight_decay(
         var_list=[v for v in variables if pattern.search(v.path)]

@@ -270,8 +270,13 @@ def run(strategy, name):
         keras.utils.set_random_seed(1)
         model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
                                   keras.layers.LayerNormalization(), keras.layers.Dense(3)])
-        opt = getattr(tf_lamb, name)(learning_rate=0.05, weight_decay=0.01,
-                                     exclude_from_weight_decay=["bias"], global_clipnorm=1.0)
+        if name.endswith("AdamW"):  # Keras' own, and with the clip after the sum.
+            base = keras.optimizers.AdamW
+            cls = type("AdamW", (tf_lamb.optimizers.ClipAfterSum, base), {}) if name == "AdamW" else base
+            opt = cls(learning_rate=0.05, weight_decay=0.01, global_clipnorm=0.1)
+        else:
+            opt = getattr(tf_lamb, name)(learning_rate=0.05, weight_decay=0.01,
+                                         exclude_from_weight_decay=["bias"], global_clipnorm=0.1)
         opt.build(model.trainable_variables)  # slots are created outside the tf.function
         loss_fn = keras.losses.MeanSquaredError(reduction="sum")
     ds = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(32))
@@ -291,7 +296,7 @@ def run(strategy, name):
     return [w.tolist() for w in model.get_weights()], strategy.num_replicas_in_sync
 
 out = {}
-for name in ["LAMB", "LARS", "LANS"]:
+for name in ["LAMB", "LARS", "LANS", "AdamW", "keras.AdamW"]:
     mirrored, n = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), name)
     single, _ = run(tf.distribute.get_strategy(), name)
     out[name] = {"replicas": n, "max_abs_diff": max(float(np.max(np.abs(np.array(a) - np.array(b))))
@@ -310,6 +315,9 @@ def test_mirrored_strategy_on_two_cpus_equals_one_device_at_the_same_global_batc
     proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT")[-1])
+    # Keras' AdamW clips each replica's half of the gradient (the clip at 0.1 is active), so
+    # its steps differ from one device's; with ClipAfterSum it clips their sum.
+    assert result.pop("keras.AdamW")["max_abs_diff"] > 1e-3
     for name, r in result.items():
         assert r["replicas"] == 2, name
         # Gradients are summed across replicas in a different order than on one device;

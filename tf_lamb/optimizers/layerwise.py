@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from tf_lamb._args import check_bool, check_choice, check_real
+from tf_lamb.optimizers.clipping import ClipAfterSum
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
@@ -293,7 +294,7 @@ class Direction:
         self.coefficient = coefficient
 
 
-class LayerwiseOptimizer(keras.optimizers.Optimizer):
+class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
     """Base class for optimizers that scale each layer's step by a trust ratio.
 
     Holds the arguments LAMB, LARS and LANS share, validates them, resolves the exclusion
@@ -322,8 +323,10 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
             Default True. On JAX the step is compiled by the caller's ``jax.jit``.
-        **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``,
-            ``gradient_accumulation_steps``, ``use_ema``, ``name``, ...).
+        **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
+            to the global batch's gradient after the cross-replica sum and accumulation, see
+            :class:`~tf_lamb.optimizers.ClipAfterSum`; ``gradient_accumulation_steps``,
+            ``use_ema``, ``name``, ...).
 
     Raises:
         ValueError: an argument is outside its range (the message names it).
@@ -661,39 +664,12 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
             )
         self._record_statistics(statistics, indices, stats)
 
-    # Global gradient clipping (NVLAMB pre-normalization) must see the gradients after the
-    # cross-replica sum. Keras clips in replica context, before the TensorFlow backend's
-    # all-reduce, so under MirroredStrategy each replica would clip its own partial sum. The
-    # clipping is therefore moved behind the sum: into TensorFlow's `_all_reduce_sum_gradients`,
-    # and to the start of `_backend_update_step` on the other backends, which have no
-    # all-reduce inside the optimizer.
-    def _clip_gradients(self, grads):
-        if self.global_clipnorm:
-            return grads
-        return super()._clip_gradients(grads)
-
-    def _clip_by_global_norm(self, grads):
-        """``g / max(1, ||G|| / global_clipnorm)`` with ``||G||`` over all gradients."""
-        if not self.global_clipnorm:
-            return grads
-        grads = [None if g is None else dense_gradient(g, g.dtype) for g in grads]
-        norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None))
-        scale = 1.0 / ops.maximum(1.0, norm / self.global_clipnorm)
-        return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]
-
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        """TensorFlow backend only: the cross-replica sum, then global clipping."""
-        reduced = list(super()._all_reduce_sum_gradients(grads_and_vars))
-        clipped = self._clip_by_global_norm([g for g, _ in reduced])
-        return list(zip(clipped, [v for _, v in reduced]))
-
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if keras.backend.backend() == "tensorflow":
-            # All-reduce, clip, then merge_call into `_distributed_tf_update_step`.
+        if keras.backend.backend() == "tensorflow" or not self._fused_active:
+            # TensorFlow: all-reduce, clip, then merge_call into `_distributed_tf_update_step`;
+            # elsewhere: clip (ClipAfterSum), then Keras' per-variable loop.
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         grads = self._clip_by_global_norm(grads)
-        if not self._fused_active:
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
         indices = [self._get_variable_index(v) for v in trainable_variables]
         self._fused_update(
             indices,
