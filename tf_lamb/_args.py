@@ -4,6 +4,8 @@ the allowed values or range, and the value received."""
 import math
 import numbers
 
+import numpy as np
+
 
 def _is_real(value):
     return (
@@ -65,15 +67,24 @@ def check_int(name, value, low=0, high=math.inf, *, low_label=None, high_label=N
     return int(value)
 
 
+def _matches(value, choice):
+    """`value` is `choice`, of the same kind: a string (NumPy's too) equal to a string choice,
+    True/False (NumPy's too) for a bool choice, else the same object (None); 1 is not True."""
+    if isinstance(choice, str):
+        return isinstance(value, str) and value == choice
+    if isinstance(choice, bool):
+        return isinstance(value, (bool, np.bool_)) and bool(value) == choice
+    return value is choice
+
+
 def check_choice(name, value, choices):
-    """Returns `value`; raises `ValueError` unless it is one of `choices`, of the same type
-    (so `1` is not taken for `True`)."""
-    if not any(type(value) is type(choice) and value == choice for choice in choices):
-        allowed = ", ".join(repr(choice) for choice in choices)
-        raise ValueError(
-            f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
-        )
-    return value
+    """Returns the choice `value` matches (see `_matches`); raises `ValueError` unless it
+    matches one of `choices`."""
+    for choice in choices:
+        if _matches(value, choice):
+            return choice
+    allowed = ", ".join(repr(choice) for choice in choices)
+    raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
 
 
 def check_increasing(name, values, low, high, *, low_label=None, high_label=None, cast=int):
@@ -124,10 +135,11 @@ def check_boundary_steps(boundaries, warmup_steps, steps_per_epoch, received):
 
 
 def check_bool(name, value):
-    """Returns `value`; raises `ValueError` unless it is a bool."""
-    if not isinstance(value, bool):
+    """Returns `value` as a bool; raises `ValueError` unless it is True or False (NumPy's
+    included)."""
+    if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
+    return bool(value)
 
 
 def check_name(value):

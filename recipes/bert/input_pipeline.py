@@ -23,6 +23,7 @@ def make_dataset(
     seed=0,
     shuffle_buffer=10000,
     drop_remainder=None,
+    skip=0,
 ):
     """Batches of parsed pre-training examples, for one host.
 
@@ -41,6 +42,8 @@ def make_dataset(
             any other host split of the same files reads, step by step (tests).
         drop_remainder: bool, drop a last partial batch; default ``training`` (a TPU needs
             True in evaluation too).
+        skip: int, examples of this pipeline's order to skip before parsing them: where a
+            resumed run's finished steps left it (``--resume_data=skip``).
 
     Returns:
         A ``tf.data.Dataset`` of dicts: int32 ``input_ids``, ``input_mask``, ``segment_ids``
@@ -57,6 +60,8 @@ def make_dataset(
     dataset = tfrecords.read(files, training, num_shards, shard_index, seed)
     if training and shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if skip:
+        dataset = dataset.skip(skip)
     parse = records.parse_fn(names, max_seq_length, max_predictions_per_seq)
     dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if drop_remainder is None:

@@ -250,9 +250,9 @@ def run(fv=FLAGS, log=print):
     shapes = (config.max_seq_length, config.max_predictions_per_seq)
     feed = training.DataFeed(
         strategy,
-        lambda batch, shards, index: input_pipeline.make_dataset(
+        lambda batch, shards, index, skip: input_pipeline.make_dataset(
             train_files, *shapes, batch, num_shards=shards, shard_index=index, seed=fv.seed,
-            shuffle_buffer=fv.shuffle_buffer,
+            shuffle_buffer=fv.shuffle_buffer, skip=skip,
         ),
         plan.per_replica_batch_size,
         save_iterator=fv.resume_data == "iterator",
@@ -262,7 +262,7 @@ def run(fv=FLAGS, log=print):
                   "batch_plan": dataclasses.asdict(plan),
                   "strategy": distribute.strategy_name(strategy), "precision": policy}
     checkpointer, resumed = driver.open_checkpoints(
-        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable()
+        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
     )
     if not resumed and fv.init_checkpoint:
         check_finished(fv.init_checkpoint)
@@ -289,7 +289,9 @@ def run(fv=FLAGS, log=print):
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files},
-            check=records.parse_fn(records.feature_names(train_files[0]), *shapes)),
+            check={flag: records.parse_fn(records.feature_names(files[0]), *shapes)
+                   for flag, files in (("--train_files", train_files),
+                                       ("--eval_files", eval_files)) if files}),
         trust_ratios=config.optimizer != "adamw", log=log,
     )
 

@@ -19,6 +19,7 @@ reader accepts either.
 """
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from ..common import tfrecords
 
@@ -83,6 +84,8 @@ def _first_examples(path, count):
                 for r in tf.data.TFRecordDataset(path).take(count)]
     except tf.errors.DataLossError as error:
         raise ValueError(f"{path}: corrupt record: {error.message}") from None
+    except DecodeError as error:  # Its checksum holds, but it is no tf.train.Example.
+        raise ValueError(f"{path}: a record is not a tf.train.Example ({error})") from None
 
 
 def feature_names(path):

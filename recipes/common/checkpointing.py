@@ -1,5 +1,7 @@
-"""Checkpoints that resume a run exactly: model, optimizer (step, slots, learning rate) and the
-data iterator's position, through ``tf.train.CheckpointManager``.
+"""Checkpoints that resume a run exactly: model, optimizer (step, slots, learning rate) and,
+under ``--resume_data=iterator``, the data iterator's position, through
+``tf.train.CheckpointManager`` (otherwise the feed skips to the step's position, see
+:class:`recipes.common.training.DataFeed`).
 
 A checkpoint is complete or absent: TensorFlow writes its files under temporary names and
 renames them, and the manager records a checkpoint in its ``checkpoint`` index file only after
@@ -7,7 +9,7 @@ that, so a run killed while saving resumes from the previous one. Under
 ``MultiWorkerMirroredStrategy`` every worker must take part in a save; the chief writes to the
 run's directory, every other worker to ``<directory>/.workers/worker_<i>``, which it keeps: the
 model and optimizer are the same on every worker, but each host reads its own files, so each
-resumes its own data position from its own checkpoint of the chief's step.
+resumes its own data position (iterator) from its own checkpoint of the chief's step.
 """
 
 import os

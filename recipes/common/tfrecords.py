@@ -117,13 +117,14 @@ def bad_file_explainer(file_sets, check=None):
 
     Args:
         file_sets: dict, e.g. ``{"--train_files": [...], "--eval_files": [...]}``.
-        check: as for :func:`find_bad_file`.
+        check: as for :func:`find_bad_file`, or a dict of them by flag (file sets may differ
+            in format).
     """
 
     def explain(error):
         del error  # the files are read again to find the one behind it
         for flag, files in file_sets.items():
-            path, message = find_bad_file(files, check)
+            path, message = find_bad_file(files, check.get(flag) if isinstance(check, dict) else check)
             if path:
                 return f"{flag}: bad record in {path}: {message}"
         return None

@@ -28,8 +28,10 @@ class DataFeed:
 
     Args:
         strategy: the run's strategy.
-        make_dataset: ``make_dataset(batch_size, num_shards, shard_index) -> tf.data.Dataset``
-            of this host's elements of ``batch_size`` examples, in an order fixed by its seed.
+        make_dataset: ``make_dataset(batch_size, num_shards, shard_index, skip) ->
+            tf.data.Dataset`` of this pipeline's elements of ``batch_size`` examples, in an
+            order fixed by its seed, past its first ``skip`` training examples (skipped before
+            they are parsed or decoded).
         per_replica_batch_size: int.
         save_iterator: bool, see above (ignored on a TPU).
     """
@@ -47,25 +49,34 @@ class DataFeed:
         self.iterator = self._iterator(0)
 
     def _iterator(self, passes):
-        """An iterator past the elements of ``passes`` forward/backward passes."""
+        """An iterator past the examples of ``passes`` forward/backward passes."""
         if not self.on_tpu:
-            dataset = self.make_dataset(self.per_replica * self.local_replicas, self.hosts,
-                                        self.host)
-            return iter(dataset.skip(passes) if passes else dataset)
+            batch = self.per_replica * self.local_replicas
+            return iter(self.make_dataset(batch, self.hosts, self.host, passes * batch))
 
         def pipeline(context):
-            dataset = self.make_dataset(
-                self.per_replica, context.num_input_pipelines, context.input_pipeline_id
-            )
-            # Each pipeline feeds its share of the replicas one element per pass.
+            # Each pipeline feeds its share of the replicas one batch each per pass.
             share = context.num_replicas_in_sync // context.num_input_pipelines
-            return dataset.skip(passes * share) if passes else dataset
+            return self.make_dataset(
+                self.per_replica, context.num_input_pipelines, context.input_pipeline_id,
+                passes * share * self.per_replica,
+            )
 
         return iter(self.strategy.distribute_datasets_from_function(pipeline))
 
-    def trackable(self):
-        """What to put in the checkpoint for the data position (empty unless it saves the
-        iterator)."""
+    def trackable(self, directory=None):
+        """What to put in the checkpoint for the data position: the iterator when it is saved.
+
+        Args:
+            directory: the run's checkpoint directory. When its newest checkpoint holds no
+                iterator (the run started with ``--resume_data=skip``, or on a TPU), this run
+                resumes by skipping too, whatever it was asked.
+        """
+        if self.save_iterator and directory:
+            latest = tf.train.latest_checkpoint(directory)
+            if latest and not any(name.startswith("iterator/")
+                                  for name, _ in tf.train.list_variables(latest)):
+                self.save_iterator = False
         return {"iterator": self.iterator} if self.save_iterator else {}
 
     def skip_passes(self, passes):

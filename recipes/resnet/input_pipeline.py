@@ -8,9 +8,9 @@ fails), decoded straight from the JPEG, bicubic resize to ``image_size``, random
 flip, then per-channel normalization. Evaluation: the centre ``image_size / (image_size +
 crop_padding)`` of the shorter side, resized the same way.
 
-Random choices use stateless ops seeded by ``(seed, host, example count)``: with the iterator
-saved in a checkpoint, a resumed run crops and flips every example as the uninterrupted run
-would have.
+Random choices use stateless ops seeded by ``(seed, host, example count)``: whether the
+iterator was saved in a checkpoint or the consumed examples are skipped, a resumed run crops
+and flips every example as the uninterrupted run would have.
 """
 
 import tensorflow as tf
@@ -131,7 +131,7 @@ def read_tfds(name, split, data_dir=None, training=True, num_shards=1, shard_ind
 
 def make_dataset(examples, batch_size, image_size, training=True, shard_index=0, seed=0,
                  shuffle_buffer=1024, label_offset=1, num_classes=1000, min_crop_area=0.08,
-                 crop_padding=CROP_PADDING, dtype=tf.float32, drop_remainder=None):
+                 crop_padding=CROP_PADDING, dtype=tf.float32, drop_remainder=None, skip=0):
     """Batches of preprocessed ``(images, labels)`` for one input pipeline.
 
     Args:
@@ -142,8 +142,9 @@ def make_dataset(examples, batch_size, image_size, training=True, shard_index=0,
         training: bool: shuffle and augment (else keep the order, centre crop).
         shard_index: int, this pipeline's index (part of the augmentation seed).
         seed: int, for the shuffle and augmentation.
-        shuffle_buffer: int, examples in the shuffle buffer (saved with every checkpoint:
-            1,024 ImageNet JPEGs are about 110 MB); 0 keeps the files' interleaved order.
+        shuffle_buffer: int, examples in the shuffle buffer (saved with every checkpoint under
+            ``--resume_data=iterator``: 1,024 ImageNet JPEGs are about 110 MB); 0 keeps the
+            files' interleaved order.
         label_offset: int subtracted from the stored labels: 1 for 1-based records (the
             reference's, this recipe's converter), 0 for TFDS.
         num_classes: int; a label outside ``[0, num_classes)`` after the offset stops the
@@ -151,6 +152,8 @@ def make_dataset(examples, batch_size, image_size, training=True, shard_index=0,
         min_crop_area, crop_padding: see :func:`preprocess_for_train`.
         dtype: image dtype, ``tf.float32`` or ``tf.bfloat16``.
         drop_remainder: drop a last partial batch; default ``training``.
+        skip: int, training examples to skip before decoding them (a resumed run's data
+            position under ``--resume_data=skip``); the augmentation seeds still count them.
 
     Returns:
         A ``tf.data.Dataset`` of ``(images [batch, image_size, image_size, 3] dtype, labels
@@ -169,8 +172,10 @@ def make_dataset(examples, batch_size, image_size, training=True, shard_index=0,
             image = preprocess_for_eval(jpeg, image_size, crop_padding, dtype)
         return image, class_index(label, label_offset, num_classes)
 
-    if training:  # the count (saved with the iterator) seeds each example's augmentation
+    if training:  # the count (saved with the iterator, or skipped) seeds each augmentation
         dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.counter(dtype=tf.int32))
+        if skip:
+            dataset = dataset.skip(skip)
         dataset = dataset.map(lambda pair, count: preprocess(*pair, count),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:

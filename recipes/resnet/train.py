@@ -187,9 +187,9 @@ def run(fv=FLAGS, log=print):
 
     feed = training.DataFeed(
         strategy,
-        lambda batch, shards, index: input_pipeline.make_dataset(
+        lambda batch, shards, index, skip: input_pipeline.make_dataset(
             examples(True, shards, index), batch, training=True, shard_index=index,
-            seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, **pipeline),
+            seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, skip=skip, **pipeline),
         plan.per_replica_batch_size,
         save_iterator=fv.resume_data == "iterator",
     )
@@ -199,7 +199,7 @@ def run(fv=FLAGS, log=print):
                   "steps_per_epoch": config.steps_per_epoch, "batch_plan": dataclasses.asdict(plan),
                   "strategy": distribute.strategy_name(strategy), "precision": policy}
     checkpointer, _ = driver.open_checkpoints(
-        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable()
+        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
     )
     task = classification_task(config.label_smoothing, config.num_classes)
     evaluate = None

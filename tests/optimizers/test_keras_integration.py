@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -323,3 +324,21 @@ def test_mirrored_strategy_on_two_cpus_equals_one_device_at_the_same_global_batc
         # Gradients are summed across replicas in a different order than on one device;
         # float32 rounding over 6 steps stays far below 1e-5.
         assert r["max_abs_diff"] < 1e-5, (name, r)
+
+
+def test_on_an_untested_keras_global_clipnorm_is_left_to_keras_with_a_warning(monkeypatch):
+    from tf_lamb.optimizers import layerwise
+
+    monkeypatch.setattr(layerwise, "fused_supported", lambda: False)
+    ours_class = type("AdamW", (tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW), {})
+    results = []
+    for cls in (ours_class, keras.optimizers.AdamW):
+        w = harness.make_variable("w", np.array([1.0, -2.0, 3.0]))
+        optimizer = cls(learning_rate=0.1, global_clipnorm=0.5)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            optimizer.apply_gradients([(keras.ops.convert_to_tensor([3.0, 4.0, 12.0]), w)])
+        results.append(keras.ops.convert_to_numpy(w))
+        if cls is ours_class:
+            assert any("global_clipnorm is left to Keras" in str(c.message) for c in caught)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)

@@ -22,12 +22,43 @@ def test_the_strategy_fed_pipeline_skips_one_element_per_replica_and_pass():
 
     from recipes.common import training
 
-    def make_dataset(batch, shards, index):
+    def make_dataset(batch, shards, index, skip):
         assert (shards, index) == (1, 0)
-        return tf.data.Dataset.range(100).batch(batch)
+        return tf.data.Dataset.range(100).skip(skip).batch(batch)
 
     feed = training.DataFeed(tf.distribute.get_strategy(), make_dataset, 2, save_iterator=False)
     feed.on_tpu = True
     feed.skip_passes(3)
     assert next(feed.iterator).numpy().tolist() == [6, 7]
     assert feed.trackable() == {}
+
+
+TWO_REPLICA_SKIP = r"""
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from recipes.common import training
+
+def make_dataset(batch, shards, index, skip):
+    return tf.data.Dataset.range(100).skip(skip).batch(batch)
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+feed = training.DataFeed(strategy, make_dataset, 2, save_iterator=False)
+feed.on_tpu = True
+feed.skip_passes(3)
+print("RESULT", [t.numpy().tolist() for t in strategy.experimental_local_results(next(feed.iterator))])
+"""
+
+
+def test_the_strategy_fed_pipeline_skips_a_batch_per_replica_and_pass_on_two_replicas():
+    # One input pipeline feeding two replicas: 3 passes consumed 3 x 2 batches of 2.
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", TWO_REPLICA_SKIP], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("RESULT")[-1].strip() == "[[12, 13], [14, 15]]"

@@ -8,6 +8,8 @@ the replica count) and Keras' own ``gradient_accumulation_steps`` (each micro-ba
 clipped, not their sum). :class:`ClipAfterSum` moves the clip behind both.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -20,6 +22,13 @@ def _dense(gradient):
     return gradient
 
 
+def _seams_tested():
+    """Whether this Keras has the private methods overridden below, as tested."""
+    from tf_lamb.optimizers.layerwise import fused_supported  # (layerwise imports this module)
+
+    return fused_supported()
+
+
 class ClipAfterSum:
     """Mixin, listed before a ``keras.optimizers.Optimizer`` subclass: its ``global_clipnorm``
     clips the gradient of the global batch, after the cross-replica sum (TensorFlow) and after
@@ -28,18 +37,26 @@ class ClipAfterSum:
     ``class AdamW(ClipAfterSum, keras.optimizers.AdamW): pass`` gives Keras' AdamW this
     behaviour; :class:`tf_lamb.optimizers.LayerwiseOptimizer` has it. It overrides private
     Keras methods (``_clip_gradients``, ``_all_reduce_sum_gradients``,
-    ``_backend_update_step``) tested on the versions in ``layerwise.FUSED_KERAS_VERSIONS``.
-    ``clipnorm`` and ``clipvalue`` (per variable) are left to Keras.
+    ``_backend_update_step``) tested on the versions in ``layerwise.FUSED_KERAS_VERSIONS``;
+    on another Keras it leaves ``global_clipnorm`` to Keras, with a warning. ``clipnorm`` and
+    ``clipvalue`` (per variable) are left to Keras.
     """
 
     def _clip_gradients(self, grads):
-        if self.global_clipnorm:
-            return grads  # Clipped after the sum (below).
-        return super()._clip_gradients(grads)
+        if not self.global_clipnorm:
+            return super()._clip_gradients(grads)
+        if not _seams_tested():
+            warnings.warn(
+                f"tf_lamb: Keras {keras.version()} is untested, so global_clipnorm is left to "
+                "Keras, which clips before the cross-replica sum and gradient accumulation.",
+                stacklevel=2,
+            )
+            return super()._clip_gradients(grads)
+        return grads  # Clipped after the sum (below).
 
     def _clip_by_global_norm(self, grads):
         """``g / max(1, ||G|| / global_clipnorm)`` with ``||G||`` over all gradients."""
-        if not self.global_clipnorm:
+        if not self.global_clipnorm or not _seams_tested():
             return grads
         grads = [None if g is None else _dense(g) for g in grads]
         norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None))

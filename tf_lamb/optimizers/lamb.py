@@ -107,8 +107,10 @@ class LAMB(layerwise.LayerwiseOptimizer):
         beta_1 = _args.check_real("beta_1", beta_1, 0.0, 1.0, high_open=True)
         beta_2 = _args.check_real("beta_2", beta_2, 0.0, 1.0, high_open=True)
         epsilon = _args.check_real("epsilon", epsilon, 0.0, math.inf, low_open=True)
-        _args.check_choice("weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES)
-        _args.check_choice("nesterov", nesterov, NESTEROV_VARIANTS)
+        weight_decay_mode = _args.check_choice(
+            "weight_decay_mode", weight_decay_mode, layerwise.WEIGHT_DECAY_MODES
+        )
+        nesterov = _args.check_choice("nesterov", nesterov, NESTEROV_VARIANTS)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon

@@ -99,7 +99,7 @@ class LARS(layerwise.LayerwiseOptimizer):
             **kwargs,
         )
         momentum = _args.check_real("momentum", momentum, 0.0, 1.0, high_open=True)
-        _args.check_choice("form", form, FORMS)
+        form = _args.check_choice("form", form, FORMS)
         if trust_coefficient is not None:
             trust_coefficient = _args.check_real(
                 "trust_coefficient", trust_coefficient, 0.0, math.inf, low_open=True

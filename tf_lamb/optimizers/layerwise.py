@@ -384,7 +384,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 "max_trust_ratio", max_trust_ratio, 0.0, math.inf, low_open=True
             )
         self.max_trust_ratio = max_trust_ratio
-        check_choice("fused", fused, (None, True, False))
+        fused = check_choice("fused", fused, (None, True, False))
         if fused and not fused_supported():
             low, high = (".".join(map(str, v)) for v in FUSED_KERAS_VERSIONS)
             raise ValueError(

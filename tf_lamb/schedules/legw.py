@@ -186,7 +186,7 @@ class LEGW(_base.WarmupSchedule):
             ValueError: an argument is outside its range, or the scaled warmup
                 (`base_warmup_epochs * k`) is longer than `epochs`.
         """
-        _args.check_choice("scaling", scaling, tuple(SCALING_RULES))
+        scaling = _args.check_choice("scaling", scaling, tuple(SCALING_RULES))
         peak = SCALING_RULES[scaling](base_learning_rate, base_batch_size, batch_size)
         ratio = batch_size / base_batch_size
         base_warmup_epochs = _args.check_real(
