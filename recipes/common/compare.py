@@ -109,12 +109,15 @@ def plot(runs, baseline, target, metric, path, step_share=0.0):
     from matplotlib import pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120, sharey=True)
-    for label, (config, _, evals) in runs.items():
+    # Matplotlib's default cycle repeats after 10 colours; tab20 tells up to 20 runs apart.
+    colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20").colors
+    for (label, (config, _, evals)), colour in zip(runs.items(), colours * 2):
         steps = [e["step"] for e in evals]
         values = [100 * e[metric] for e in evals]
         name = f"{label} ({config['optimizer']}, batch {config['global_batch_size']})"
-        axes[0].plot(steps, values, marker=".", label=name)
-        axes[1].plot([s * config["global_batch_size"] for s in steps], values, marker=".")
+        axes[0].plot(steps, values, marker=".", label=name, color=colour)
+        axes[1].plot([s * config["global_batch_size"] for s in steps], values, marker=".",
+                     color=colour)
     for ax in axes:
         ax.axhline(100 * target, color="grey", ls="--", lw=1)
         ax.grid(alpha=0.3)
