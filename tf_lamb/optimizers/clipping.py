@@ -14,12 +14,17 @@ import keras
 from keras import ops
 
 
-def _dense(gradient):
-    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
-        import tensorflow as tf
+def dense_gradient(gradient, dtype):
+    """The gradient as a dense tensor of ``dtype``.
 
-        return tf.convert_to_tensor(gradient)
-    return gradient
+    Embedding gradients arrive as ``tf.IndexedSlices`` on the TensorFlow backend. A layer's
+    trust ratio needs the norm of its whole direction, so the moments are updated densely,
+    as tfa's LAMB did (there is no lazy, row-wise LAMB); repeated rows are summed.
+    """
+    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
+        indices = ops.expand_dims(gradient.indices, -1)
+        gradient = ops.scatter(indices, gradient.values, gradient.dense_shape)
+    return ops.cast(gradient, dtype)
 
 
 def _seams_tested():
@@ -58,7 +63,7 @@ class ClipAfterSum:
         """``g / max(1, ||G|| / global_clipnorm)`` with ``||G||`` over all gradients."""
         if not self.global_clipnorm or not _seams_tested():
             return grads
-        grads = [None if g is None else _dense(g) for g in grads]
+        grads = [None if g is None else dense_gradient(g, g.dtype) for g in grads]
         norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None))
         scale = 1.0 / ops.maximum(1.0, norm / self.global_clipnorm)
         return [None if g is None else g * ops.cast(scale, g.dtype) for g in grads]

@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 
 from tf_lamb._args import check_bool, check_choice, check_real
-from tf_lamb.optimizers.clipping import ClipAfterSum
+from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
@@ -118,19 +118,6 @@ def adam_direction(numerator, second_moment, epsilon, for_norm=False):
     if for_norm:
         return numerator * ops.reciprocal(ops.sqrt(ops.abs(second_moment)) + epsilon)
     return numerator / (ops.sqrt(second_moment) + epsilon)
-
-
-def dense_gradient(gradient, dtype):
-    """The gradient as a dense tensor of ``dtype``.
-
-    Embedding gradients arrive as ``tf.IndexedSlices`` on the TensorFlow backend. A layer's
-    trust ratio needs the norm of its whole direction, so the moments are updated densely,
-    as tfa's LAMB did (there is no lazy, row-wise LAMB); repeated rows are summed.
-    """
-    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
-        indices = ops.expand_dims(gradient.indices, -1)
-        gradient = ops.scatter(indices, gradient.values, gradient.dense_shape)
-    return ops.cast(gradient, dtype)
 
 
 def after(x, previous):
