@@ -23,7 +23,6 @@ under ``train/`` and ``eval/`` (loss, MLM and NSP accuracy, learning rate, trust
 import dataclasses
 import json
 import os
-import re
 
 from absl import flags
 
@@ -33,6 +32,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_lamb  # noqa: E402
+from tf_lamb.optimizers import layerwise  # noqa: E402
 
 from ..common import checkpointing, distribute, driver, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
@@ -117,10 +117,8 @@ def make_optimizer(config, variables):
         return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
                             **common)
     optimizer = AdamW(weight_decay=config.weight_decay, **common)
-    pattern = re.compile("|".join(EXCLUDE))
-    optimizer.exclude_from_weight_decay(
-        var_list=[v for v in variables if pattern.search(v.path)]
-    )
+    excluded = layerwise.Exclusions(EXCLUDE, "exclude_from_weight_decay")  # LAMB's matching
+    optimizer.exclude_from_weight_decay(var_list=[v for v in variables if excluded.matches(v)])
     return optimizer
 
 
@@ -226,8 +224,10 @@ def run(fv=FLAGS, log=print):
             f"--vocab_size={vocab_size}."
         )
     strategy, policy = driver.make_strategy(fv)  # Before TensorFlow reads anything (devices).
-    for path in train_files[:1] + eval_files[:1]:
-        records.check_file(path, config.max_seq_length, config.max_predictions_per_seq, vocab_size)
+    names = {flag: records.check_file(files[0], config.max_seq_length,
+                                      config.max_predictions_per_seq, vocab_size)
+             for flag, files in (("--train_files", train_files), ("--eval_files", eval_files))
+             if files}
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
@@ -289,9 +289,7 @@ def run(fv=FLAGS, log=print):
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files},
-            check={flag: records.parse_fn(records.feature_names(files[0]), *shapes)
-                   for flag, files in (("--train_files", train_files),
-                                       ("--eval_files", eval_files)) if files}),
+            check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()}),
         trust_ratios=config.optimizer != "adamw", log=log,
     )
 

@@ -118,11 +118,15 @@ def check_file(path, max_seq_length, max_predictions_per_seq, vocab_size, count=
         vocab_size: the model's ``--vocab_size``: every token id must be below it (an id past
             the embedding is an error on a CPU, and silently wrong on a GPU or TPU).
 
+    Returns:
+        The file's feature names, as :func:`feature_names` gives them.
+
     Raises:
         ValueError: the file is empty or corrupt, or its records do not fit a flag (the
             message names the file and the flag).
     """
-    ids, _, _ = feature_names(path)
+    names = feature_names(path)
+    ids = names[0]
     for example in _first_examples(path, count):
         features = example.features.feature
         for flag, value, name in (("--max_seq_length", max_seq_length, ids),
@@ -140,6 +144,7 @@ def check_file(path, max_seq_length, max_predictions_per_seq, vocab_size, count=
             raise ValueError(
                 f"{path}: token id {largest} does not fit the model's --vocab_size={vocab_size}."
             )
+    return names
 
 
 def parse_fn(names, max_seq_length, max_predictions_per_seq):
