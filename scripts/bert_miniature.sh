@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 OUT=runs/bert_miniature
 BIN=.venv/bin
-"$BIN/tf-lamb-bert-data" --output_dir="$OUT/data" --max_seq_lengths=128 \
-    --max_predictions_per_seq=20
+# The vocabulary is pinned: one trained here would differ from build to build
+# (huggingface/tokenizers#1794), and so would every record.
+"$BIN/tf-lamb-bert-data" --output_dir="$OUT/data" --vocab_file=docs/bert_miniature/vocab.txt \
+    --max_seq_lengths=128 --max_predictions_per_seq=20
 DATA=(--train_files="$OUT/data/seq128/train-*" --eval_files="$OUT/data/seq128/heldout-*")
 SMALL=(--eval_every=250 --checkpoint_every=1000)
 LARGE=(--eval_every=25 --checkpoint_every=100 --max_per_replica_batch_size=256)

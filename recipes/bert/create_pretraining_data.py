@@ -9,8 +9,18 @@ length ``{output_dir}/seq{L}/{train,heldout}-*.tfrecord`` with ``metadata.json``
 settings). Held-out documents are whole documents set aside before any pair is made, so no
 held-out sentence is seen in training. The default input is the Python documentation from
 Debian's ``python3.11-doc`` (DATA.md).
+
+Reproducibility: from the same text, seed and ``--vocab_file`` the records are the same bytes.
+A vocabulary trained here is not: Hugging Face's WordPiece trainer breaks ties between equally
+frequent pairs in hash-map order, which changes from process to process
+(huggingface/tokenizers#1794): two builds of the default corpus here shared all but 5 of
+their 8,192 tokens but numbered 5,272 of them differently, so every record differed. Keep
+the ``vocab.txt`` of a build and pass it as ``--vocab_file`` to rebuild the same data;
+``metadata.json`` records its SHA-256. The BERT miniature pins its vocabulary this way
+(``docs/bert_miniature/vocab.txt``).
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -38,7 +48,8 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_string("output_dir", None, "Where to write vocab.txt and seq*/.", flag_values=fv)
     flags.DEFINE_string(
         "vocab_file", None, "An existing vocab.txt; when unset a vocabulary of --vocab_size is "
-        "trained on the training documents.", flag_values=fv)
+        "trained on the training documents (not reproducible run to run: pass the vocab.txt "
+        "of an earlier build here to rebuild the same records).", flag_values=fv)
     flags.DEFINE_integer(
         "vocab_size", 8192, "Size of a trained vocabulary. BERT's is 30,522; 8,192 suits the "
         "default 0.6M-word corpus.", flag_values=fv)
@@ -105,7 +116,12 @@ def create(fv=FLAGS, log=print):
         tokenizer = tokenization.build_vocab(
             train_docs, fv.vocab_size, vocab_path, lowercase=fv.lowercase
         )
-    log(f"vocabulary: {tokenizer.vocab_size} tokens -> {vocab_path}")
+    with open(vocab_path, "rb") as f:
+        vocab_digest = hashlib.sha256(f.read()).hexdigest()
+    log(f"vocabulary: {tokenizer.vocab_size} tokens -> {vocab_path} (sha256 {vocab_digest[:12]})")
+    if not fv.vocab_file:
+        log("a trained vocabulary differs from build to build (huggingface/tokenizers#1794): "
+            f"pass --vocab_file={vocab_path} to rebuild these records exactly")
 
     tokenized = {
         split: [tokenizer.tokenize(doc) for doc in docs]
@@ -118,6 +134,7 @@ def create(fv=FLAGS, log=print):
             "source": source,
             "vocab_file": vocab_path,
             "vocab_size": tokenizer.vocab_size,
+            "vocab_sha256": vocab_digest,
             "lowercase": fv.lowercase,
             "seed": fv.seed,
             **option.__dict__,

@@ -234,7 +234,7 @@ def run(fv=FLAGS, log=print):
     log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
     log(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, {config.train_steps} steps, "
         f"warmup {config.warmup_steps}, BERT-{config.model_size}, seq {config.max_seq_length}, "
-        f"{policy}")
+        f"{policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
     tf.io.gfile.makedirs(fv.output_dir)
 
     keras.utils.set_random_seed(fv.seed)
@@ -284,7 +284,8 @@ def run(fv=FLAGS, log=print):
 
     return driver.run_steps(
         fv,
-        runner=training.StepRunner(strategy, model, optimizer, pretraining_task, plan),
+        runner=training.StepRunner(strategy, model, optimizer, pretraining_task, plan,
+                                   jit_compile=fv.jit_compile),
         feed=feed, checkpointer=checkpointer, train_steps=config.train_steps,
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(

@@ -67,7 +67,9 @@ def write_shards(instances, output_prefix, num_shards, max_seq_length, max_predi
         The list of shard paths written.
     """
     records = [
-        to_example(instance, max_seq_length, max_predictions_per_seq).SerializeToString()
+        to_example(instance, max_seq_length, max_predictions_per_seq).SerializeToString(
+            deterministic=True
+        )
         for instance in instances
     ]
     return tfrecords.write_shards(records, output_prefix, num_shards, suffix=".tfrecord")

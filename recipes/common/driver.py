@@ -59,6 +59,9 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
                       "start and skips what the finished steps consumed (smaller checkpoints, "
                       "slower resumption). Always 'skip' on a TPU.", flag_values=fv)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
+    flags.DEFINE_boolean("jit_compile", False, "XLA-compile each replica's forward and backward "
+                         "pass (the optimizer compiles its own update either way).",
+                         flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).",
                          lower_bound=0, flag_values=fv)

@@ -53,7 +53,9 @@ def to_example(jpeg, label, height, width, channels, text, filename):
         "image/channels": _int64(channels),
         "image/filename": _bytes(filename.encode()),
     }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString(
+        deterministic=True
+    )
 
 
 def parse(serialized):

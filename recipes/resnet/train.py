@@ -164,7 +164,7 @@ def run(fv=FLAGS, log=print):
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
     log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
-    log(f"{config.describe()}, {policy}")
+    log(f"{config.describe()}, {policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
     tf.io.gfile.makedirs(fv.output_dir)
 
     keras.utils.set_random_seed(fv.seed)
@@ -214,7 +214,8 @@ def run(fv=FLAGS, log=print):
 
     return driver.run_steps(
         fv,
-        runner=training.StepRunner(strategy, model, optimizer, task, plan),
+        runner=training.StepRunner(strategy, model, optimizer, task, plan,
+                                   jit_compile=fv.jit_compile),
         feed=feed, checkpointer=checkpointer, train_steps=config.total_steps,
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(

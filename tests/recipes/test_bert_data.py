@@ -1,8 +1,11 @@
 """Tests of the BERT data pipeline: corpus reading, WordPiece, instance creation (masking and
 next-sentence statistics on real text) and the TFRecord format."""
 
+import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -355,6 +358,32 @@ def test_program_writes_both_phases_with_metadata_and_no_heldout_leak(documents,
     train = list(first_segments("train-*"))[:200]
     assert all(seg in train_text for seg in train)
     assert sum(seg in held_text for seg in train) <= 0.02 * len(train)
+
+
+def test_program_rebuilds_the_same_bytes_from_a_vocab_file(tokenizer, tutorial_dir, tmp_path):
+    # Two processes, as two users' builds are: protobuf orders an Example's features per process
+    # unless asked for a deterministic order, so bytes written in one process can differ from
+    # another's with the same content (measured: every shard of the default corpus).
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(token + "\n" for token in tokenizer.vocab), encoding="utf-8")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    builds = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        subprocess.run([
+            sys.executable, "-m", "recipes.bert.create_pretraining_data",
+            f"--input_dir={tutorial_dir}", f"--output_dir={out}", f"--vocab_file={vocab}",
+            "--max_seq_lengths=128", "--max_predictions_per_seq=20", "--duplication_factor=2",
+            "--num_shards=2",
+        ], env=env, cwd=root, check=True, capture_output=True, timeout=300)
+        builds.append({p.name: p.read_bytes() for p in (out / "seq128").glob("*.tfrecord")})
+        metadata = json.loads((out / "seq128" / "metadata.json").read_text())
+        assert metadata["vocab_sha256"] == hashlib.sha256(vocab.read_bytes()).hexdigest()
+    assert sorted(builds[0]) == ["heldout-00000-of-00001.tfrecord",
+                                 "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert builds[0] == builds[1]
 
 
 def test_program_checks_its_flags_before_work(tmp_path):
