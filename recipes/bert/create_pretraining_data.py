@@ -13,11 +13,12 @@ Debian's ``python3.11-doc`` (DATA.md).
 Reproducibility: from the same text, seed and ``--vocab_file`` the records are the same bytes.
 A vocabulary trained here is not: Hugging Face's WordPiece trainer breaks ties between equally
 frequent pairs in hash-map order, which changes from process to process
-(huggingface/tokenizers#1794): two builds of the default corpus here shared all but 5 of
-their 8,192 tokens but numbered 5,272 of them differently, so every record differed. Keep
-the ``vocab.txt`` of a build and pass it as ``--vocab_file`` to rebuild the same data;
-``metadata.json`` records its SHA-256. The BERT miniature pins its vocabulary this way
-(``docs/bert_miniature/vocab.txt``).
+(huggingface/tokenizers#1794). Its pieces are written sorted, so builds that learn the same
+pieces number them alike (the LSTM's 2,048 did, twice), but two builds of this corpus's 8,192
+differed in 7 pieces, which tokenized enough text differently to give 85,700 and 83,300
+training examples. Keep the ``vocab.txt`` of a build and pass it as ``--vocab_file`` to
+rebuild the same data; ``metadata.json`` records its SHA-256. The BERT miniature pins its
+vocabulary this way (``docs/bert_miniature/vocab.txt``).
 """
 
 import hashlib

@@ -82,7 +82,9 @@ def build_vocab(documents, vocab_size, output_file, lowercase=True, min_frequenc
         min_frequency: int, the fewest occurrences for a merged piece.
 
     Returns:
-        A :class:`WordPiece` over the written vocabulary.
+        A :class:`WordPiece` over the written vocabulary: :data:`SPECIAL_TOKENS` first (ids 0
+        to 4), then the learned pieces in sorted order. Which pieces are learned can still
+        differ between builds where pairs tie in frequency (huggingface/tokenizers#1794).
 
     Raises:
         ValueError: ``vocab_size < 100``.
@@ -99,8 +101,9 @@ def build_vocab(documents, vocab_size, output_file, lowercase=True, min_frequenc
     )
     directory = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(directory, exist_ok=True)
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.get)
+    # The trainer numbers its pieces in an order that changes from process to process
+    # (huggingface/tokenizers#1794); sorted, the same pieces get the same ids in every build.
+    tokens = SPECIAL_TOKENS + sorted(set(tokenizer.get_vocab()) - set(SPECIAL_TOKENS))
     temporary = output_file + ".tmp"
     with open(temporary, "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token in tokens)
