@@ -130,7 +130,8 @@ def pretraining_task(model, batch, training):
 
     Returns:
         ``(loss_sum, metrics)``: float32 scalars; metrics ``mlm_correct``, ``mlm_count``,
-        ``nsp_correct``, ``examples``.
+        ``nsp_correct``, ``examples``, and the two parts of ``loss_sum``: ``mlm_loss`` and
+        ``nsp_loss``.
     """
     outputs = model(batch, training=training)
     weights = batch["masked_lm_weights"]
@@ -149,8 +150,10 @@ def pretraining_task(model, batch, training):
         "nsp_correct": tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(nsp_logits, -1, tf.int32), nsp_labels), tf.float32)),
         "examples": tf.cast(tf.shape(nsp_labels)[0], tf.float32),
+        "mlm_loss": tf.reduce_sum(per_example_mlm),
+        "nsp_loss": tf.reduce_sum(nsp_loss),
     }
-    return tf.reduce_sum(per_example_mlm + nsp_loss), metrics
+    return metrics["mlm_loss"] + metrics["nsp_loss"], metrics
 
 
 def data_vocab_size(train_files):
@@ -186,11 +189,14 @@ def check_finished(directory):
 
 
 def summarize(sums):
-    """Per-example loss and MLM / NSP accuracy from :func:`pretraining_task`'s metric sums."""
+    """Per-example loss (and its masked-LM and next-sentence parts) and MLM / NSP accuracy
+    from :func:`pretraining_task`'s metric sums."""
     return {
         "loss": sums["loss"] / sums["examples"],
         "mlm_accuracy": sums["mlm_correct"] / sums["mlm_count"],
         "nsp_accuracy": sums["nsp_correct"] / sums["examples"],
+        "mlm_loss": sums["mlm_loss"] / sums["examples"],
+        "nsp_loss": sums["nsp_loss"] / sums["examples"],
     }
 
 

@@ -105,6 +105,11 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, tmp_path):
     assert [r["step"] for r in evals] == [3, 6]
     assert all(np.isfinite(r["loss"]) for r in train)
     assert train[-1]["loss"] < train[0]["loss"]  # 6 steps already learn
+    for r in train + evals:  # the loss is the masked-LM loss plus the next-sentence loss
+        prefix = "eval_" if "eval_loss" in r else ""
+        parts = r[prefix + "mlm_loss"] + r[prefix + "nsp_loss"]
+        assert abs(r[prefix + "loss"] - parts) <= 1e-5 * parts
+        assert 0.3 < r[prefix + "nsp_loss"] < 1.0  # about ln 2 on balanced pairs
     config = json.loads((phase1 / "config.json").read_text())
     assert config["optimizer"] == "lamb" and config["global_batch_size"] == 16
     assert os.path.isfile(phase1 / "train" / os.listdir(phase1 / "train")[0])
