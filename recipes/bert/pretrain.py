@@ -17,7 +17,8 @@ when it exceeds ``replicas x --max_per_replica_batch_size``; the arithmetic is p
 A restarted run resumes from the newest checkpoint in ``--output_dir`` with the same step,
 learning rate and data position. Written to ``--output_dir``: ``config.json`` (the resolved
 configuration), checkpoints, ``history.jsonl`` (one line per log step), TensorBoard summaries
-under ``train/`` and ``eval/`` (loss, MLM and NSP accuracy, learning rate, trust ratios).
+under ``train/`` and ``eval/`` (loss and its masked-LM and next-sentence parts, MLM and NSP
+accuracy, learning rate, trust ratios).
 """
 
 import dataclasses
@@ -266,7 +267,8 @@ def run(fv=FLAGS, log=print):
     run_config = {"config_name": fv.config, **dataclasses.asdict(config),
                   "peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size,
                   "batch_plan": dataclasses.asdict(plan),
-                  "strategy": distribute.strategy_name(strategy), "precision": policy}
+                  "strategy": distribute.strategy_name(strategy), "precision": policy,
+                  "jit_compile": fv.jit_compile}
     checkpointer, resumed = driver.open_checkpoints(
         strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
     )

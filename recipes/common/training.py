@@ -113,7 +113,8 @@ class StepRunner:
             scalar, the sum of per-example losses over the replica's batch; ``metrics`` a
             dict of float32 scalar sums (e.g. correct predictions and counts).
         plan: a :class:`~recipes.common.distribute.BatchPlan`.
-        jit_compile: bool, XLA-compile each pass (the optimizer compiles its own update).
+        jit_compile: bool, XLA-compile each pass (tf_lamb's optimizers compile their own
+            update; Keras' do not).
     """
 
     def __init__(self, strategy, model, optimizer, task, plan, jit_compile=False):

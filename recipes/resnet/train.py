@@ -197,7 +197,8 @@ def run(fv=FLAGS, log=print):
                   "peak_learning_rate": config.peak_learning_rate,
                   "warmup_steps": config.warmup_steps, "total_steps": config.total_steps,
                   "steps_per_epoch": config.steps_per_epoch, "batch_plan": dataclasses.asdict(plan),
-                  "strategy": distribute.strategy_name(strategy), "precision": policy}
+                  "strategy": distribute.strategy_name(strategy), "precision": policy,
+                  "jit_compile": fv.jit_compile}
     checkpointer, _ = driver.open_checkpoints(
         strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
     )

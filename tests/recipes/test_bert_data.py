@@ -363,6 +363,7 @@ def test_program_writes_both_phases_with_metadata_and_no_heldout_leak(documents,
     assert sum(seg in held_text for seg in train) <= 0.02 * len(train)
 
 
+@pytest.mark.slow
 def test_program_rebuilds_the_same_bytes_from_a_vocab_file(tokenizer, tutorial_dir, tmp_path):
     # Two processes, as two users' builds are: protobuf orders an Example's features per process
     # unless asked for a deterministic order, so bytes written in one process can differ from

@@ -274,9 +274,10 @@ def test_records_parse_defaults_a_missing_label_to_minus_one():
     assert jpeg.numpy() == b"x" and int(label) == -1
 
 
-def test_bfloat16_precision_trains_with_float32_variables(record_dir, tmp_path):
-    # What a TPU gets by default (--precision=auto); bfloat16 matmuls also run on a CPU.
-    fv = _flags("--config=fashion_lars_2k", f"--train_files={record_dir}/train-*",
+def test_bfloat16_precision_and_xla_train_with_float32_variables(record_dir, tmp_path):
+    # What a TPU gets by default (--precision=auto) and compiles (--jit_compile); bfloat16
+    # matmuls also run on a CPU.
+    fv = _flags("--jit_compile", "--config=fashion_lars_2k", f"--train_files={record_dir}/train-*",
                 f"--output_dir={tmp_path}", "--global_batch_size=32", "--train_steps=2",
                 "--noprogress", "--precision=mixed_bfloat16", "--log_every=1", "--warmup_epochs=0")
     try:
@@ -286,6 +287,6 @@ def test_bfloat16_precision_trains_with_float32_variables(record_dir, tmp_path):
         keras.mixed_precision.set_global_policy("float32")
     assert result["step"] == 2 and np.isfinite(result["train"]["loss"])
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["precision"] == "mixed_bfloat16"
+    assert saved["precision"] == "mixed_bfloat16" and saved["jit_compile"] is True
     model = model_lib.build("resnet8", 28, 10)
     assert all(v.dtype == "float32" for v in model.variables)
