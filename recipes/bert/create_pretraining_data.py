@@ -16,9 +16,9 @@ frequent pairs in hash-map order, which changes from process to process
 (huggingface/tokenizers#1794). Its pieces are written sorted, so builds that learn the same
 pieces number them alike (the LSTM's 2,048 did, twice), but two builds of this corpus's 8,192
 differed in 7 pieces, which tokenized enough text differently to give 85,700 and 83,300
-training examples (other builds: 83,194 and 83,563). Keep the ``vocab.txt`` of a build and pass it as ``--vocab_file`` to
-rebuild the same data; ``metadata.json`` records its SHA-256. The BERT miniature pins its
-vocabulary this way (``docs/bert_miniature/vocab.txt``).
+training examples (other builds: 83,194 and 83,563). Keep the ``vocab.txt`` of a build and
+pass it as ``--vocab_file`` to rebuild the same data; ``metadata.json`` records its SHA-256.
+The BERT miniature pins its vocabulary this way (``docs/bert_miniature/vocab.txt``).
 """
 
 import hashlib

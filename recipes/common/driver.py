@@ -61,8 +61,7 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=fv)
     flags.DEFINE_boolean("jit_compile", False, "XLA-compile each replica's forward and backward "
                          "pass (tf_lamb's optimizers compile their own update either way; "
-                         "Keras' do not).",
-                         flag_values=fv)
+                         "Keras' do not).", flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).",
                          lower_bound=0, flag_values=fv)
