@@ -180,7 +180,8 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, tmp_path):
     assert_same_weights(weights(whole), weights(skipped), atol=1e-6)
 
 
-def test_accumulation_and_two_mirrored_replicas_xla_or_not_equal_one_pass_on_one_device(data_dir, tmp_path):
+def test_accumulation_and_two_mirrored_replicas_xla_or_not_equal_one_pass_on_one_device(
+        data_dir, tmp_path):
     one = tmp_path / "one"
     pretrain(data_dir, one)
     accumulated = tmp_path / "accumulated"

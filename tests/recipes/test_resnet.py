@@ -277,7 +277,8 @@ def test_records_parse_defaults_a_missing_label_to_minus_one():
 def test_bfloat16_precision_and_xla_train_with_float32_variables(record_dir, tmp_path):
     # What a TPU gets by default (--precision=auto) and compiles (--jit_compile); bfloat16
     # matmuls also run on a CPU.
-    fv = _flags("--jit_compile", "--config=fashion_lars_2k", f"--train_files={record_dir}/train-*",
+    fv = _flags("--jit_compile", "--config=fashion_lars_2k",
+                f"--train_files={record_dir}/train-*",
                 f"--output_dir={tmp_path}", "--global_batch_size=32", "--train_steps=2",
                 "--noprogress", "--precision=mixed_bfloat16", "--log_every=1", "--warmup_epochs=0")
     try:
