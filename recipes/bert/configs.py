@@ -151,4 +151,16 @@ CONFIGS = {
         model_size="tiny", global_batch_size=1024, train_steps=500, warmup_steps=400,
         decay_power=1.0, sqrt_scaling_base=(64, 1e-2),
     ),
+    # The same pair over 4x the steps (16,000 at 64, 2,000 at 1,024), to measure past the ~15%
+    # plateau the short budget ends on, where the masked-LM loss is still falling. The warmups
+    # stay at 400 steps: the base's warmup examples, and LEGW's 16x of them at 1,024, do not
+    # depend on the budget.
+    "tiny_adamw_64_long": PretrainConfig(
+        model_size="tiny", optimizer="adamw", global_batch_size=64, train_steps=16000,
+        learning_rate=1e-3, warmup_steps=400, decay_power=1.0, global_clipnorm=None,
+    ),
+    "tiny_lamb_1k_legw_long": PretrainConfig(
+        model_size="tiny", global_batch_size=1024, train_steps=2000, warmup_steps=400,
+        decay_power=1.0, sqrt_scaling_base=(64, 1e-2),
+    ),
 }
