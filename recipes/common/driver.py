@@ -125,12 +125,19 @@ def make_strategy(fv):
 
 class RunLog:
     """``history.jsonl`` (one JSON line per record) and TensorBoard scalars under ``train/``
-    and ``eval/``; written by the chief only (``enabled``)."""
+    and ``eval/``; written by the chief only (``enabled``).
 
-    def __init__(self, output_dir, enabled):
+    A run resumed from step ``step`` first drops the history lines of later steps (a killed
+    run logged them after its last checkpoint; they are trained again) and a last line cut
+    short by the kill, so every step appears once.
+    """
+
+    def __init__(self, output_dir, enabled, step=0):
         self.enabled = enabled
         if enabled:
-            self.history = open(os.path.join(output_dir, "history.jsonl"), "a")
+            path = os.path.join(output_dir, "history.jsonl")
+            _drop_history_after(path, step)
+            self.history = open(path, "a")
             self.writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, k))
                             for k in ("train", "eval")}
 
@@ -148,6 +155,29 @@ class RunLog:
             self.history.close()
             for w in self.writers.values():
                 w.flush()
+
+
+def _drop_history_after(path, step):
+    """Rewrites ``path`` without the records of steps after ``step`` and without lines that
+    are not JSON; atomically (a temporary file renamed over it), and only if one is dropped."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    if kept == lines:
+        return
+    temporary = path + ".tmp"
+    with open(temporary, "w") as f:
+        f.writelines(kept)
+    os.replace(temporary, path)
 
 
 class Evaluator:
@@ -270,7 +300,7 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
         feed.skip_passes(step * runner.plan.accumulation_steps)
         log(f"data position: skipped the {step * runner.plan.accumulation_steps} passes of the "
             f"{step} steps done")
-    logger = RunLog(fv.output_dir, checkpointer.is_chief)
+    logger = RunLog(fv.output_dir, checkpointer.is_chief, step)
     monitor = None
     if trust_ratios and checkpointer.is_chief:
         monitor = tf_lamb.callbacks.TrustRatioMonitor(os.path.join(fv.output_dir, "train"))

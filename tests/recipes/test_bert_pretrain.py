@@ -181,11 +181,16 @@ def test_lans_with_its_schedule_and_the_adamw_baseline_train(data_dir, tmp_path,
 def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, phase_one, tmp_path):
     (whole, _), killed = phase_one, tmp_path / "killed"
     args = phase_one_args(data_dir)
-    proc = pretrain(data_dir, killed, *args, "--kill_at_step=5", check=False)
+    # Killed while step 6 runs: step 5 is logged but not checkpointed.
+    proc = pretrain(data_dir, killed, *args, "--kill_at_step=6", check=False)
     assert proc.returncode == -9  # SIGKILL: no exit checkpoint
     assert tf.train.latest_checkpoint(str(killed)).endswith("ckpt-4")
+    assert [r["step"] for r in history(killed) if "loss" in r] == [1, 2, 3, 4, 5]
     out = pretrain(data_dir, killed, *args)
     assert "resumed from" in out.stdout and "ckpt-4" in out.stdout
+    # Step 5 ran again and is logged once, as in the uninterrupted run.
+    assert [(r["step"], "loss" in r) for r in history(killed)] == [
+        (r["step"], "loss" in r) for r in history(whole)]
     # Same step, LR and data position: the weights repeat to float rounding (the same
     # kernels on the same data; 1e-6 allows for a different thread interleaving).
     assert_same_weights(weights(whole), weights(killed), atol=1e-6)
@@ -200,7 +205,7 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, phase_one, 
     # passes of the 4 finished steps skipped, to the same weights; resumed with the default
     # --resume_data=iterator (as when a TPU run moves to GPUs), it skips too.
     skipped = tmp_path / "skipped"
-    pretrain(data_dir, skipped, *args, "--kill_at_step=5", "--resume_data=skip", check=False)
+    pretrain(data_dir, skipped, *args, "--kill_at_step=6", "--resume_data=skip", check=False)
     out = pretrain(data_dir, skipped, *args)
     assert "data position: skipped the 4 passes of the 4 steps done" in out.stdout
     assert_same_weights(weights(whole), weights(skipped), atol=1e-6)

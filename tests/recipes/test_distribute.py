@@ -1,7 +1,10 @@
-"""Tests of the strategy helpers notebooks use (recipes/common/distribute.py), and of the
-strategy-fed input that a TPU uses (recipes/common/training.py)."""
+"""Tests of the strategy helpers notebooks use (recipes/common/distribute.py), of the
+strategy-fed input that a TPU uses (recipes/common/training.py), and of the run log a resumed
+run appends to (recipes/common/driver.py)."""
 
-from recipes.common import distribute
+import json
+
+from recipes.common import distribute, driver
 
 
 def test_find_tpu_reads_colab_tpu_vm_devices_and_tpu_name(tmp_path):
@@ -62,3 +65,18 @@ def test_the_strategy_fed_pipeline_skips_a_batch_per_replica_and_pass_on_two_rep
                           text=True, timeout=300, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("RESULT")[-1].strip() == "[[12, 13], [14, 15]]"
+
+
+def test_a_resumed_run_log_drops_the_lines_after_its_checkpoint(tmp_path):
+    # A run killed after logging steps 3-5 (its checkpoint at 2) and in the middle of a line.
+    lines = [json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3, 4, 5)]
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(lines) + '{"step": 6, "lo')
+    logger = driver.RunLog(str(tmp_path), enabled=True, step=2)
+    logger.write(3, {"loss": 0.5})
+    logger.close()
+    assert path.read_text() == "".join(lines[:2]) + json.dumps({"step": 3, "loss": 0.5}) + "\n"
+    # Nothing after the step: the file is left as it is (no rewrite).
+    before = path.stat().st_mtime_ns, path.read_text()
+    driver.RunLog(str(tmp_path), enabled=True, step=3).close()
+    assert (path.stat().st_mtime_ns, path.read_text()) == before
