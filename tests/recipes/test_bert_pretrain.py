@@ -3,7 +3,9 @@ a few steps of each phase, resumption after SIGKILL, gradient accumulation, Mirr
 a two-worker MultiWorkerMirroredStrategy cluster on 127.0.0.1 against one device, and the errors
 for bad input.
 
-Each run is a separate process, as a user runs it (and as a killed run must be resumed).
+Each training run is a separate process, as a user runs it (and as a killed run must be
+resumed); runs that must stop on bad input call the same ``run()`` in this process, one of them
+through the command line.
 """
 
 import dataclasses
