@@ -52,9 +52,9 @@ def load_run(directory, metric="eval_mlm_accuracy"):
             raise FileNotFoundError(f"--runs: {path} does not exist (not a recipe's run?)")
     with open(paths[0]) as f:
         config = json.load(f)
-    with open(paths[1]) as f:
-        lines = [json.loads(line) for line in f if line.strip()]
-    # A resumed run repeats the steps after its checkpoint: keep each step's last line.
+    lines = driver.read_json_lines(paths[1])
+    # Histories written before a resumed run dropped the steps it trained again repeat them:
+    # keep each step's last line.
     train = {r["step"]: r for r in lines if "loss" in r}
     evals = {r["step"]: r for r in lines if metric in r}
     if not evals:

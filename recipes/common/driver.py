@@ -157,26 +157,32 @@ class RunLog:
                 w.flush()
 
 
+def read_json_lines(path):
+    """The records of a JSON-lines file (``history.jsonl``, a study's run log), in order; a
+    line cut short by a kill, or blank, is left out."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
 def _drop_history_after(path, step):
     """Rewrites ``path`` without the records of steps after ``step`` and without lines that
     are not JSON; atomically (a temporary file renamed over it), and only if one is dropped."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        lines = f.readlines()
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("step", 0) <= step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    if kept == lines:
+        text = f.read()
+    kept = [r for r in read_json_lines(path) if r.get("step", 0) <= step]
+    if len(kept) == text.count("\n") and text.endswith("\n"):
         return
     temporary = path + ".tmp"
     with open(temporary, "w") as f:
-        f.writelines(kept)
+        f.writelines(json.dumps(r) + "\n" for r in kept)
     os.replace(temporary, path)
 
 

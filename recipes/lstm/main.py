@@ -36,6 +36,7 @@ from ..batch_scaling import data as data_lib  # noqa: E402
 from ..batch_scaling import main as study_main  # noqa: E402  (defines the study's flags)
 from ..batch_scaling import report, study  # noqa: E402
 from ..bert import corpus  # noqa: E402
+from ..common import driver  # noqa: E402
 from . import language_model, legw, text  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -135,17 +136,9 @@ def finished_runs(output_dir, wanted):
     """The rows :data:`RUNS_LOG` in ``output_dir`` holds for the settings ``wanted``; a line
     cut short by a kill, and runs with other settings, are left out."""
     path = os.path.join(output_dir, RUNS_LOG)
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if entry.get("settings") == wanted:
-                    rows.append(entry["row"])
-    return rows
+    if not os.path.exists(path):
+        return []
+    return [e["row"] for e in driver.read_json_lines(path) if e.get("settings") == wanted]
 
 
 def execute(config, rules, task, progress=True, out=sys.stdout):
