@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
 # TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1) among them,
-# then the optimizer, schedule and callback tests again on JAX and on PyTorch.
+# then the optimizer, schedule and callback tests again on JAX and on PyTorch. Test files run
+# on TF_LAMB_TEST_WORKERS processes (pytest-xdist; default 2), each file's tests in one of them
+# (--dist loadfile: a module's fixtures are built once).
 # Fails on a failing test and on "no tests collected" (pytest exit code 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +13,8 @@ status=0
 run() {
     local backend=$1; shift
     echo "== KERAS_BACKEND=$backend pytest $*"
-    KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+    KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider \
+        -n "${TF_LAMB_TEST_WORKERS:-2}" --dist loadfile "$@"
     local rc=$?
     if [ $rc = 5 ]; then echo "pytest collected no tests ($backend)" >&2; fi
     if [ $rc != 0 ]; then status=1; fi

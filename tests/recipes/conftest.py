@@ -7,6 +7,8 @@ import pytest
 from recipes.batch_scaling import data as fashion_data
 from recipes.bert import corpus
 
+from . import bert_runs
+
 
 @pytest.fixture(scope="module")
 def fashion():
@@ -31,3 +33,10 @@ def tutorial_dir():
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def bert_data_dir(tutorial_dir, tmp_path_factory):
+    """BERT pre-training records of length 128 and 512 made from the tutorial (see
+    :func:`bert_runs.make_records`)."""
+    return bert_runs.make_records(tutorial_dir, tmp_path_factory.mktemp("bert_data"))

@@ -1,7 +1,6 @@
 """Tests of BERT pre-training (recipes/bert/pretrain.py) on records made from the real corpus:
-a few steps of each phase, resumption after SIGKILL, gradient accumulation, MirroredStrategy and
-a two-worker MultiWorkerMirroredStrategy cluster on 127.0.0.1 against one device, and the errors
-for bad input.
+a few steps of each phase, resumption after SIGKILL, the task's losses, the named configurations
+and the errors for bad input (test_bert_distributed.py has the runs under tf.distribute).
 
 Each training run is a separate process, as a user runs it (and as a killed run must be
 resumed); runs that must stop on bad input call the same ``run()`` in this process, one of them
@@ -13,64 +12,20 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.bert import configs, create_pretraining_data, input_pipeline
+from recipes.bert import configs, input_pipeline
 from recipes.bert import model as model_lib
 from recipes.bert import pretrain as pretrain_lib
-from recipes.common import checkpointing, distribute
+from recipes.common import distribute
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .bert_runs import assert_same_weights, command, history, pretrain, weights
+
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data_dir(tutorial_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bert_data")
-    fv = flags.FlagValues()
-    create_pretraining_data.define_flags(fv)
-    fv(["prog", f"--input_dir={tutorial_dir}", f"--output_dir={out}", "--vocab_size=1000",
-        "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15"])
-    create_pretraining_data.create(fv, log=lambda *_: None)
-    return out
-
-
-def _env(tf_config=None):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    if tf_config:
-        env["TF_CONFIG"] = json.dumps(tf_config)
-    return env
-
-
-def _command(data_dir, output_dir, *args, seq=128):
-    command = [
-        sys.executable, "-m", "recipes.bert.pretrain", "--config=tiny_lamb_1k",
-        f"--train_files={data_dir}/seq{seq}/train-*", f"--output_dir={output_dir}",
-        "--global_batch_size=16", "--max_per_replica_batch_size=16", "--train_steps=6",
-        "--warmup_steps=2", "--log_every=1", "--checkpoint_every=2", "--noprogress",
-        "--dropout_rate=0", *args,
-    ]
-    if seq == 512:
-        command += ["--max_seq_length=512", "--max_predictions_per_seq=80"]
-    return command
-
-
-def pretrain(data_dir, output_dir, *args, seq=128, check=True):
-    """Runs the program in a fresh process; returns the CompletedProcess."""
-    proc = subprocess.run(_command(data_dir, output_dir, *args, seq=seq), env=_env(),
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
 
 
 def pretrain_error(data_dir, output_dir, *args, seq=128):
@@ -78,32 +33,10 @@ def pretrain_error(data_dir, output_dir, *args, seq=128):
     returns the error's message, which the command line prints after ``error:``."""
     fv = flags.FlagValues()
     pretrain_lib.define_flags(fv)
-    fv(_command(data_dir, output_dir, *args, seq=seq)[2:])  # argv from the module name on
+    fv(command(data_dir, output_dir, *args, seq=seq)[2:])  # argv from the module name on
     with pytest.raises((ValueError, FileNotFoundError, tf.errors.DataLossError)) as error:
         pretrain_lib.run(fv, log=lambda *_: None)
     return str(error.value)
-
-
-def weights(output_dir):
-    """The model's variables in the newest checkpoint, by path (restored into a fresh model
-    through the checkpoint's object graph, as phase 2 restores phase 1)."""
-    vocab = json.loads((output_dir / "config.json").read_text())["vocab_size"]
-    model = model_lib.build(model_lib.BertConfig.from_size("tiny", vocab))
-    checkpointing.restore_model(model, str(output_dir))
-    values = {v.path: v.numpy() for v in model.trainable_variables}
-    assert len(values) == 46  # BERT-tiny with both heads: every variable restored
-    return values
-
-
-def history(output_dir):
-    with open(os.path.join(output_dir, "history.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
-def assert_same_weights(a, b, atol):
-    assert a.keys() == b.keys()
-    worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
-    assert worst <= atol, worst
 
 
 def phase_one_args(data_dir):
@@ -114,13 +47,13 @@ def phase_one_args(data_dir):
 
 
 @pytest.fixture(scope="module")
-def phase_one(data_dir, tmp_path_factory):
+def phase_one(bert_data_dir, tmp_path_factory):
     """A phase-1 run of 6 steps, uninterrupted: ``(output_dir, CompletedProcess)``."""
     output_dir = tmp_path_factory.mktemp("phase1")
-    return output_dir, pretrain(data_dir, output_dir, *phase_one_args(data_dir))
+    return output_dir, pretrain(bert_data_dir, output_dir, *phase_one_args(bert_data_dir))
 
 
-def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, phase_one, tmp_path):
+def test_phase_one_trains_and_phase_two_starts_from_it(bert_data_dir, phase_one, tmp_path):
     (phase1, out), phase2 = phase_one, tmp_path / "phase2"
     assert "global batch 16 = 1 replica(s) x 16 per replica x 1 accumulation step(s)" in out.stdout
     assert "float32, XLA passes" in out.stdout
@@ -139,7 +72,7 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, phase_one, tmp_
     assert config["optimizer"] == "lamb" and config["global_batch_size"] == 16
     assert os.path.isfile(phase1 / "train" / os.listdir(phase1 / "train")[0])
 
-    out = pretrain(data_dir, phase2, f"--init_checkpoint={phase1}", "--train_steps=2",
+    out = pretrain(bert_data_dir, phase2, f"--init_checkpoint={phase1}", "--train_steps=2",
                    "--warmup_steps=1", seq=512)
     assert f"model weights from {phase1}/ckpt-6" in out.stdout
     lines = history(phase2)
@@ -153,7 +86,7 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, phase_one, tmp_
     unfinished = tmp_path / "unfinished"
     shutil.copytree(phase1, unfinished)
     (unfinished / "config.json").write_text(json.dumps({**config, "train_steps": 10}))
-    out = pretrain(data_dir, tmp_path / "phase2b", f"--init_checkpoint={unfinished}",
+    out = pretrain(bert_data_dir, tmp_path / "phase2b", f"--init_checkpoint={unfinished}",
                    "--train_steps=2", "--warmup_steps=1", seq=512, check=False)
     assert out.returncode != 0
     assert (f"--init_checkpoint={unfinished}: that run stopped at step 6 of its 10; resume it "
@@ -164,8 +97,8 @@ def test_phase_one_trains_and_phase_two_starts_from_it(data_dir, phase_one, tmp_
     ("--optimizer=lans", "--schedule=lans", "--constant_steps=1"),
     ("--optimizer=adamw", "--global_clipnorm=0"),
 ])
-def test_lans_with_its_schedule_and_the_adamw_baseline_train(data_dir, tmp_path, args):
-    pretrain(data_dir, tmp_path, "--train_steps=4", "--warmup_steps=1", *args)
+def test_lans_with_its_schedule_and_the_adamw_baseline_train(bert_data_dir, tmp_path, args):
+    pretrain(bert_data_dir, tmp_path, "--train_steps=4", "--warmup_steps=1", *args)
     lines = history(tmp_path)
     assert [r["step"] for r in lines] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss"]) for r in lines) and lines[-1]["loss"] < lines[0]["loss"]
@@ -180,15 +113,15 @@ def test_lans_with_its_schedule_and_the_adamw_baseline_train(data_dir, tmp_path,
     assert lr == pytest.approx([peak * e for e in expected], rel=1e-6, abs=1e-12)
 
 
-def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, phase_one, tmp_path):
+def test_resume_after_sigkill_equals_the_uninterrupted_run(bert_data_dir, phase_one, tmp_path):
     (whole, _), killed = phase_one, tmp_path / "killed"
-    args = phase_one_args(data_dir)
+    args = phase_one_args(bert_data_dir)
     # Killed while step 6 runs: step 5 is logged but not checkpointed.
-    proc = pretrain(data_dir, killed, *args, "--kill_at_step=6", check=False)
+    proc = pretrain(bert_data_dir, killed, *args, "--kill_at_step=6", check=False)
     assert proc.returncode == -9  # SIGKILL: no exit checkpoint
     assert tf.train.latest_checkpoint(str(killed)).endswith("ckpt-4")
     assert [r["step"] for r in history(killed) if "loss" in r] == [1, 2, 3, 4, 5]
-    out = pretrain(data_dir, killed, *args)
+    out = pretrain(bert_data_dir, killed, *args)
     assert "resumed from" in out.stdout and "ckpt-4" in out.stdout
     # Step 5 ran again and is logged once, as in the uninterrupted run.
     assert [(r["step"], "loss" in r) for r in history(killed)] == [
@@ -207,131 +140,57 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(data_dir, phase_one, 
     # passes of the 4 finished steps skipped, to the same weights; resumed with the default
     # --resume_data=iterator (as when a TPU run moves to GPUs), it skips too.
     skipped = tmp_path / "skipped"
-    pretrain(data_dir, skipped, *args, "--kill_at_step=6", "--resume_data=skip", check=False)
-    out = pretrain(data_dir, skipped, *args)
+    pretrain(bert_data_dir, skipped, *args, "--kill_at_step=6", "--resume_data=skip", check=False)
+    out = pretrain(bert_data_dir, skipped, *args)
     assert "data position: skipped the 4 passes of the 4 steps done" in out.stdout
     assert_same_weights(weights(whole), weights(skipped), atol=1e-6)
 
 
-def test_accumulation_and_two_mirrored_xla_replicas_equal_one_pass_on_one_device(
-        data_dir, tmp_path):
-    one = tmp_path / "one"
-    pretrain(data_dir, one)
-    accumulated = tmp_path / "accumulated"
-    out = pretrain(data_dir, accumulated, "--max_per_replica_batch_size=4")
-    assert "1 replica(s) x 4 per replica x 4 accumulation step(s)" in out.stdout
-    # Two replicas, each accumulating two passes, each pass XLA-compiled (compiling the whole
-    # Keras train step fails under MirroredStrategy; the recipe compiles each replica's pass).
-    mirrored = tmp_path / "mirrored"
-    out = pretrain(data_dir, mirrored, "--cpu_replicas=2", "--strategy=mirrored",
-                   "--max_per_replica_batch_size=4", "--jit_compile")
-    assert "MirroredStrategy: global batch 16 = 2 replica(s) x 4 per replica x 2" in out.stdout
-    assert "float32, XLA passes" in out.stdout
-    reference = weights(one)
-    # The same 16 examples per step, summed in another order (and, under XLA, with the
-    # forward and backward passes' float32 arithmetic fused differently): float32 rounding
-    # over 6 LAMB steps on a 0.6M-parameter model stays under 1e-5.
-    assert_same_weights(reference, weights(accumulated), atol=1e-5)
-    assert_same_weights(reference, weights(mirrored), atol=1e-5)
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_workers_on_localhost_equal_one_worker_at_the_same_global_batch(data_dir, tmp_path):
-    # Without the example shuffle each host reads its own file in order, and one worker reads
-    # both files interleaved record by record: every global batch of 16 holds the same 16
-    # examples (8 from each file) in both runs, so only the summation order differs.
-    steps = ["--train_steps=4", "--warmup_steps=1", "--shuffle_buffer=0", "--checkpoint_every=2"]
-    one = tmp_path / "one"
-    pretrain(data_dir, one, *steps)
-    two = tmp_path / "two"
-
-    def cluster_run(*args):
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-        workers = [
-            subprocess.Popen(
-                _command(data_dir, two, *steps, "--strategy=multi_worker", *args),
-                env=_env({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            )
-            for i in range(2)
-        ]
-        outputs = [w.communicate(timeout=600) for w in workers]
-        return [w.returncode for w in workers], outputs
-
-    # Both hosts die after step 3 (checkpoint at 2) and are restarted: each resumes its own
-    # data position from its own checkpoint.
-    codes, _ = cluster_run("--kill_at_step=3")
-    # SIGKILL, or an error when the other worker's death is noticed first.
-    assert all(code != 0 for code in codes)
-    assert tf.train.latest_checkpoint(str(two)).endswith("ckpt-2")
-    codes, outputs = cluster_run()
-    assert codes == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
-    assert ("MultiWorkerMirroredStrategy: global batch 16 = 2 replica(s) x 8 per replica x 1 "
-            "accumulation step(s)") in outputs[0][0]
-    assert all("resumed from" in out and "ckpt-2" in out for out, _ in outputs)
-    # The chief wrote the run's checkpoints and history; worker 1 kept its own checkpoints
-    # (its data position) and logged nothing.
-    assert [r["step"] for r in history(two)] == [1, 2, 3, 4]  # killed before logging 3
-    assert tf.train.latest_checkpoint(str(two / ".workers" / "worker_1")).endswith("ckpt-4")
-    # Same examples, same initialization (seeded), other summation order: 4 LAMB steps.
-    assert_same_weights(weights(one), weights(two), atol=1e-5)
-    losses = {r["step"]: r["loss"] for r in history(one)}
-    assert {r["step"]: r["loss"] for r in history(two)} == pytest.approx(losses, rel=1e-5)
-
-
-def test_bad_inputs_stop_with_the_flag_or_file_named(data_dir, tmp_path):
+def test_bad_inputs_stop_with_the_flag_or_file_named(bert_data_dir, tmp_path):
     # The command line: exit status 1 and the message on stderr.
-    proc = pretrain(data_dir, tmp_path / "a", "--train_files=/nonexistent/*", check=False)
+    proc = pretrain(bert_data_dir, tmp_path / "a", "--train_files=/nonexistent/*", check=False)
     assert proc.returncode == 1
     assert "error: --train_files: no file matches '/nonexistent/*'" in proc.stderr
     # The other cases in this process: the same run() behind the command line.
-    message = pretrain_error(data_dir, tmp_path / "b", "--vocab_size=500")
+    message = pretrain_error(bert_data_dir, tmp_path / "b", "--vocab_size=500")
     assert "does not fit the model's --vocab_size=500" in message
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
-    source = sorted((data_dir / "seq128").glob("train-*"))[0]
+    source = sorted((bert_data_dir / "seq128").glob("train-*"))[0]
     raw = source.read_bytes()
     (corrupt / "train-00000-of-00001.tfrecord").write_bytes(raw[:5000] + b"\0" * 64 + raw[5064:])
-    (corrupt / "metadata.json").write_text((data_dir / "seq128" / "metadata.json").read_text())
-    message = pretrain_error(data_dir, tmp_path / "c", f"--train_files={corrupt}/train-*")
+    metadata = bert_data_dir / "seq128" / "metadata.json"
+    (corrupt / "metadata.json").write_text(metadata.read_text())
+    message = pretrain_error(bert_data_dir, tmp_path / "c", f"--train_files={corrupt}/train-*")
     # The bytes at 5,000 lie in the first 100 records, which are checked before training.
     assert "train-00000-of-00001.tfrecord: corrupt record" in message
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("ckpt-*"))
 
 
-def test_records_that_do_not_fit_the_flags_stop_naming_the_file_and_flag(data_dir, tmp_path):
+def test_records_that_do_not_fit_the_flags_stop_naming_the_file_and_flag(bert_data_dir, tmp_path):
     # Phase 2's shapes on phase 1's records.
-    message = pretrain_error(data_dir, tmp_path / "a", "--max_seq_length=512",
+    message = pretrain_error(bert_data_dir, tmp_path / "a", "--max_seq_length=512",
                              "--max_predictions_per_seq=80")
     assert "its records hold 128 `input_ids`, not --max_seq_length=512" in message
-    source = sorted((data_dir / "seq128").glob("train-*"))[0]
+    source = sorted((bert_data_dir / "seq128").glob("train-*"))[0]
     # The first record corrupt (its length field): named before training starts.
     broken = tmp_path / "broken"
     broken.mkdir()
     raw = source.read_bytes()
     (broken / "train-0.tfrecord").write_bytes(raw[:2] + b"\xff" * 6 + raw[8:])
-    message = pretrain_error(data_dir, tmp_path / "b", f"--train_files={broken}/train-*",
+    message = pretrain_error(bert_data_dir, tmp_path / "b", f"--train_files={broken}/train-*",
                              "--vocab_size=1000")
     assert "train-0.tfrecord: corrupt record" in message
     # No metadata.json: the token ids themselves are checked against --vocab_size.
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "train-0.tfrecord").write_bytes(raw)
-    message = pretrain_error(data_dir, tmp_path / "c", f"--train_files={bare}/train-*",
+    message = pretrain_error(bert_data_dir, tmp_path / "c", f"--train_files={bare}/train-*",
                              "--vocab_size=500")
     assert "does not fit the model's --vocab_size=500" in message and "train-0.tfrecord" in message
     # Good records first, then records of the other phase: the parse error met while
     # training is traced back to the file.
-    long = sorted((data_dir / "seq512").glob("train-*"))[0]
+    long = sorted((bert_data_dir / "seq512").glob("train-*"))[0]
     records_128 = list(tf.data.TFRecordDataset(str(source)).take(100).as_numpy_iterator())
     records_512 = list(tf.data.TFRecordDataset(str(long)).take(200).as_numpy_iterator())
     mixed = tmp_path / "mixed"
@@ -339,17 +198,17 @@ def test_records_that_do_not_fit_the_flags_stop_naming_the_file_and_flag(data_di
     with tf.io.TFRecordWriter(str(mixed / "train-0.tfrecord")) as writer:
         for record in records_128 + records_512:
             writer.write(record)
-    message = pretrain_error(data_dir, tmp_path / "d", f"--train_files={mixed}/train-*",
+    message = pretrain_error(bert_data_dir, tmp_path / "d", f"--train_files={mixed}/train-*",
                              "--vocab_size=1000")
     assert "--train_files: bad record in" in message and "train-0.tfrecord" in message
 
 
-def test_task_losses_equal_a_numpy_cross_entropy_of_the_model_outputs(data_dir):
+def test_task_losses_equal_a_numpy_cross_entropy_of_the_model_outputs(bert_data_dir):
     # Google BERT's losses: per example, the mean cross-entropy over its real masked positions
     # (masked_lm_weights), plus the next-sentence cross-entropy; summed over the batch.
-    vocab = json.loads((data_dir / "seq128" / "metadata.json").read_text())["vocab_size"]
+    vocab = json.loads((bert_data_dir / "seq128" / "metadata.json").read_text())["vocab_size"]
     model = model_lib.build(model_lib.BertConfig.from_size("tiny", vocab))
-    files = sorted(str(p) for p in (data_dir / "seq128").glob("train-*"))
+    files = sorted(str(p) for p in (bert_data_dir / "seq128").glob("train-*"))
     batch = next(iter(input_pipeline.make_dataset(files, 128, 20, 8, training=False)))
     loss_sum, metrics = pretrain_lib.pretraining_task(model, batch, False)
     outputs = model(batch, training=False)

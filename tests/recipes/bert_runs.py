@@ -1,0 +1,87 @@
+"""Helpers of the BERT pre-training tests (test_bert_pretrain.py, test_bert_distributed.py):
+the records they train on, the program's command line, and what a run leaves behind."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from absl import flags
+
+from recipes.bert import create_pretraining_data
+from recipes.bert import model as model_lib
+from recipes.common import checkpointing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def make_records(tutorial_dir, output_dir):
+    """Writes pre-training records of length 128 and 512 (vocabulary 1,000, two training
+    shards, 15% of the documents held out) made from the documents in ``tutorial_dir``."""
+    fv = flags.FlagValues()
+    create_pretraining_data.define_flags(fv)
+    fv(["prog", f"--input_dir={tutorial_dir}", f"--output_dir={output_dir}", "--vocab_size=1000",
+        "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15"])
+    create_pretraining_data.create(fv, log=lambda *_: None)
+    return output_dir
+
+
+def environment(tf_config=None):
+    """The environment of a recipe process: this checkout on the path, TensorFlow's backend,
+    and ``TF_CONFIG`` only where given (a cluster's task)."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if tf_config:
+        env["TF_CONFIG"] = json.dumps(tf_config)
+    return env
+
+
+def command(data_dir, output_dir, *args, seq=128):
+    """The command line of a short BERT-tiny run (6 LAMB steps at global batch 16 on one
+    device, a checkpoint every 2 steps) on ``data_dir``'s records of length ``seq``;
+    ``args`` are further flags, which override these."""
+    argv = [
+        sys.executable, "-m", "recipes.bert.pretrain", "--config=tiny_lamb_1k",
+        f"--train_files={data_dir}/seq{seq}/train-*", f"--output_dir={output_dir}",
+        "--global_batch_size=16", "--max_per_replica_batch_size=16", "--train_steps=6",
+        "--warmup_steps=2", "--log_every=1", "--checkpoint_every=2", "--noprogress",
+        "--dropout_rate=0", *args,
+    ]
+    if seq == 512:
+        argv += ["--max_seq_length=512", "--max_predictions_per_seq=80"]
+    return argv
+
+
+def pretrain(data_dir, output_dir, *args, seq=128, check=True):
+    """Runs the program in a fresh process; returns the CompletedProcess."""
+    proc = subprocess.run(command(data_dir, output_dir, *args, seq=seq), env=environment(),
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def weights(output_dir):
+    """The model's variables in the newest checkpoint, by path (restored into a fresh model
+    through the checkpoint's object graph, as phase 2 restores phase 1)."""
+    vocab = json.loads((output_dir / "config.json").read_text())["vocab_size"]
+    model = model_lib.build(model_lib.BertConfig.from_size("tiny", vocab))
+    checkpointing.restore_model(model, str(output_dir))
+    values = {v.path: v.numpy() for v in model.trainable_variables}
+    assert len(values) == 46  # BERT-tiny with both heads: every variable restored
+    return values
+
+
+def history(output_dir):
+    """The records of the run's ``history.jsonl``, in order."""
+    with open(os.path.join(output_dir, "history.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def assert_same_weights(a, b, atol):
+    """Asserts that two :func:`weights` hold the same variables, each within ``atol``."""
+    assert a.keys() == b.keys()
+    worst = max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+    assert worst <= atol, worst
