@@ -276,8 +276,13 @@ def run(strategy, name):
             cls = type("AdamW", (tf_lamb.optimizers.ClipAfterSum, base), {}) if name == "AdamW" else base
             opt = cls(learning_rate=0.05, weight_decay=0.01, global_clipnorm=0.1)
         else:
-            opt = getattr(tf_lamb, name)(learning_rate=0.05, weight_decay=0.01,
-                                         exclude_from_weight_decay=["bias"], global_clipnorm=0.1)
+            # LAMB-graph: the fused step without XLA; LAMB-generic: Keras' per-variable loop
+            # (both on TensorFlow's fused kernels, per device).
+            base, _, path = name.partition("-")
+            extra = {"graph": {"jit_compile": False}, "generic": {"fused": False}}.get(path, {})
+            opt = getattr(tf_lamb, base)(learning_rate=0.05, weight_decay=0.01,
+                                         exclude_from_weight_decay=["bias"], global_clipnorm=0.1,
+                                         **extra)
         opt.build(model.trainable_variables)  # slots are created outside the tf.function
         loss_fn = keras.losses.MeanSquaredError(reduction="sum")
     ds = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices((x, y)).batch(32))
@@ -297,7 +302,7 @@ def run(strategy, name):
     return [w.tolist() for w in model.get_weights()], strategy.num_replicas_in_sync
 
 out = {}
-for name in ["LAMB", "LARS", "LANS", "AdamW", "keras.AdamW"]:
+for name in ["LAMB", "LAMB-graph", "LAMB-generic", "LARS", "LANS", "AdamW", "keras.AdamW"]:
     mirrored, n = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), name)
     single, _ = run(tf.distribute.get_strategy(), name)
     out[name] = {"replicas": n, "max_abs_diff": max(float(np.max(np.abs(np.array(a) - np.array(b))))

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers import kernels, layerwise
 
 NESTEROV_VARIANTS = (None, "n-lamb", "nn-lamb")
 
@@ -57,7 +57,8 @@ class LAMB(layerwise.LayerwiseOptimizer):
         max_trust_ratio: optional cap of the trust ratio (LAMBC). Default None.
         **kwargs: ``fused`` (default None: one fused step over all layers where this Keras
             was tested, else Keras' per-variable loop) and ``jit_compile`` (default True:
-            TensorFlow XLA-compiles the fused step), see
+            TensorFlow XLA-compiles the fused step; False: plain graph mode, on TensorFlow's
+            fused Adam kernel), see
             :class:`tf_lamb.optimizers.LayerwiseOptimizer`; and the
             ``keras.optimizers.Optimizer`` arguments: ``name``, ``global_clipnorm``
             (NVLAMB's gradient pre-normalization with 1.0), ``clipnorm``, ``clipvalue``,
@@ -135,6 +136,24 @@ class LAMB(layerwise.LayerwiseOptimizer):
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
         m, v = slots
+        if not self.nesterov and self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
+            # TensorFlow outside XLA: the moments and the direction in one kernel (`kernels`),
+            # which takes 1 - beta in the variable's dtype: the bias corrections use the same
+            # rounded betas, so the first step is Adam's exact sign step.
+            betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
+            scale, epsilon = self._once_per_step(
+                ("lamb-kernel", dtype), lambda: self._corrections(t, *betas)
+            )
+            direction = layerwise.Direction(
+                lambda for_norm, decay: kernels.adam_direction(
+                    variable, m, v, g, *betas, epsilon, decay
+                ),
+                scale,
+                decays=True,
+            )
+            return self._apply_layerwise(
+                variable, index, learning_rate, [direction], mode=self.weight_decay_mode
+            )
         # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
         # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
@@ -158,13 +177,14 @@ class LAMB(layerwise.LayerwiseOptimizer):
             variable, index, learning_rate, [direction], mode=self.weight_decay_mode
         )
 
-    def _corrections(self, t):
+    def _corrections(self, t, beta_1=None, beta_2=None):
         """``(sqrt(c_2) / c_1, epsilon * sqrt(c_2))`` with ``c = 1 - beta**t``; ``(1, epsilon)``
-        without bias correction."""
+        without bias correction. The betas default to the optimizer's."""
         if not self.bias_correction:
             return 1.0, self.epsilon
-        root_c2 = ops.sqrt(one_minus_power(self.beta_2, t))
-        return root_c2 / one_minus_power(self.beta_1, t), self.epsilon * root_c2
+        beta_1 = self.beta_1 if beta_1 is None else beta_1
+        root_c2 = ops.sqrt(one_minus_power(self.beta_2 if beta_2 is None else beta_2, t))
+        return root_c2 / one_minus_power(beta_1, t), self.epsilon * root_c2
 
     def get_config(self):
         config = super().get_config()

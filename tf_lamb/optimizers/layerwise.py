@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from tf_lamb._args import check_bool, check_choice, check_real
+from tf_lamb.optimizers import kernels
 from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
@@ -273,12 +274,15 @@ class Direction:
             weight decay is divided by it, so the layer's direction is
             ``scale * (build() + wd / scale * w)``.
         coefficient: Python float weighting the term (LANS' ``beta_1`` and ``1 - beta_1``).
+        decays: bool; True when ``build(for_norm, decay)`` adds ``decay * w`` itself (``decay``
+            None for no decay), as a fused kernel does in the same pass.
     """
 
-    def __init__(self, build, scale=1.0, coefficient=1.0):
+    def __init__(self, build, scale=1.0, coefficient=1.0, decays=False):
         self.build = build
         self.scale = scale
         self.coefficient = coefficient
+        self.decays = decays
 
 
 class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
@@ -309,7 +313,10 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             numbers. True on an untested Keras raises ValueError.
         jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
-            Default True. On JAX the step is compiled by the caller's ``jax.jit``.
+            Default True. False runs it in plain graph mode, where LAMB updates each float32
+            or float64 layer with TensorFlow's fused training kernels (two passes, see
+            :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside XLA).
+            On JAX the step is compiled by the caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
             to the global batch's gradient after the cross-replica sum and accumulation, see
             :class:`~tf_lamb.optimizers.ClipAfterSum`; ``gradient_accumulation_steps``,
@@ -519,7 +526,15 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         # Layers in order on JAX only (see `after`; benchmarks/README.md): TensorFlow's XLA
         # orders them by itself, and its graph executor ran LAMB 1.2x faster unordered.
         self._step_sequenced = backend == "jax" and self._sequence_layers
+        # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`).
+        self._step_kernels = backend == "tensorflow" and not (
+            compiled or kernels.in_xla_context()
+        )
         self._step_cache = {}
+
+    def _uses_kernels(self, dtype):
+        """Whether this step updates a layer of ``dtype`` with TensorFlow's fused kernels."""
+        return self._step_kernels and keras.backend.standardize_dtype(dtype) in kernels.DTYPES
 
     def _once_per_step(self, key, compute):
         """``compute()``, evaluated once per step and device for each ``key`` (e.g. the bias
@@ -560,6 +575,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             decay = wd / direction.scale if wd and mode == "inside" else None
 
             def build(for_norm, direction=direction, decay=decay):
+                if direction.decays:
+                    return direction.build(for_norm, decay)
                 u = direction.build(for_norm)
                 return u if decay is None else u + decay * variable
 
@@ -571,6 +588,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 norms.append(norm)
                 ratios.append(self._trust_ratio(index, weight_norm, norm, trust_coefficient))
                 factor = factor * ops.cast(ratios[-1], variable.dtype)
+            if shrink is None and len(directions) == 1 and self._uses_kernels(variable.dtype):
+                kernels.apply_step(variable, factor, u)  # w - factor * u in one pass.
+                return weight_norm, norms, ratios
             term = ops.cast(factor, variable.dtype) * u
             step = term if step is None else step + term
         if shrink is None:

@@ -1,0 +1,105 @@
+"""TensorFlow's fused training kernels (tf_lamb.optimizers.kernels), used outside XLA."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lamb
+from tests.optimizers import harness
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's own kernels"
+)
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("decay", [None, 0.3])
+def test_adam_direction_matches_float64_numpy(dtype, rtol, decay):
+    from tf_lamb.optimizers import kernels
+
+    rng = np.random.default_rng(3)
+    w, m, g = (rng.normal(size=(6, 5)) for _ in range(3))
+    v = rng.uniform(0.1, 2.0, size=(6, 5))
+    beta_1, beta_2, epsilon = 0.8, 0.95, 1e-3
+    variables = [keras.Variable(x.astype(dtype), dtype=dtype) for x in (w, m, v)]
+    u = kernels.adam_direction(
+        *variables, keras.ops.convert_to_tensor(g.astype(dtype)), beta_1, beta_2, epsilon, decay
+    )
+    # Reference (float64): Adam's moments, then the direction without bias correction.
+    m1 = beta_1 * m + (1 - beta_1) * g
+    v1 = beta_2 * v + (1 - beta_2) * g**2
+    expected = m1 / (np.sqrt(v1) + epsilon) + (0.0 if decay is None else decay * w)
+    # float32: a few roundings of values of order 1 (6e-8 each) and 1 - beta in float32.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(u), expected, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[1]), m1, rtol=rtol)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[2]), v1, rtol=rtol)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variables[0]), w.astype(dtype))
+
+
+def test_rounded_beta_is_what_the_kernel_holds():
+    from tf_lamb.optimizers import kernels
+
+    assert kernels.rounded(0.999, "float32") == float(np.float32(0.999)) != 0.999
+    assert kernels.rounded(0.999, "float64") == 0.999
+
+
+def test_xla_context_is_seen_inside_jit_compile_only():
+    import tensorflow as tf
+
+    from tf_lamb.optimizers import kernels
+
+    seen = {}
+
+    @tf.function
+    def graph():
+        seen["graph"] = kernels.in_xla_context()
+        return tf.constant(0)
+
+    @tf.function(jit_compile=True)
+    def xla():
+        seen["xla"] = kernels.in_xla_context()
+        return tf.constant(0)
+
+    graph(), xla()
+    assert seen == {"graph": False, "xla": True}
+    assert not kernels.in_xla_context()  # eager
+
+
+def _op_counts(optimizer, variables, jit_compile=False):
+    """Kernel counts in the traced step, which is run once (so it must compile)."""
+    import tensorflow as tf
+
+    grads = [tf.ones_like(v) * 0.1 for v in variables]
+
+    @tf.function(jit_compile=jit_compile)
+    def step():
+        optimizer.apply_gradients(zip(grads, variables))
+
+    step()
+    ops = [op.type for op in step.get_concrete_function().graph.get_operations()]
+    return {name: ops.count(name) for name in ("ResourceApplyAdam", "ResourceApplyGradientDescent")}
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_lamb_outside_xla_runs_one_adam_and_one_descent_kernel_per_layer(fused):
+    variables = [harness.make_variable(f"layer_{i}/kernel", np.full((4, 3), 0.5)) for i in range(3)]
+    optimizer = tf_lamb.LAMB(0.01, weight_decay=0.01, jit_compile=False, fused=fused)
+    optimizer.build(variables)
+    assert _op_counts(optimizer, variables) == {
+        "ResourceApplyAdam": 3, "ResourceApplyGradientDescent": 3
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, outer_xla",
+    [({}, True), ({"fused": False}, True), ({"nesterov": "n-lamb"}, False),
+     ({"beta_1": 0.0}, False)],
+    ids=["caller_xla", "caller_xla_generic", "nesterov", "beta_1_zero"],
+)
+def test_lamb_keeps_the_keras_ops_form_where_the_kernel_would_fail_or_differ(kwargs, outer_xla):
+    # Inside the caller's XLA the kernels do not compile (the step would raise); Nesterov's
+    # estimate is not Adam's; at beta_1 = 0 the kernel's m + (g - m) is not exactly g.
+    variables = [harness.make_variable("dense/kernel", np.full((4, 3), 0.5))]
+    optimizer = tf_lamb.LAMB(0.01, jit_compile=False, **kwargs)
+    optimizer.build(variables)
+    assert _op_counts(optimizer, variables, outer_xla)["ResourceApplyAdam"] == 0
