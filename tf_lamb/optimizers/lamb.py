@@ -137,44 +137,50 @@ class LAMB(layerwise.LayerwiseOptimizer):
             g = self._decay_in_gradient(g, variable, index)
         m, v = slots
         if not self.nesterov and self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
-            # TensorFlow outside XLA: the moments and the direction in one kernel (`kernels`),
-            # which takes 1 - beta in the variable's dtype: the bias corrections use the same
-            # rounded betas, so the first step is Adam's exact sign step.
-            betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
-            scale, epsilon = self._once_per_step(
-                ("lamb-kernel", dtype), lambda: self._corrections(t, *betas)
-            )
-            direction = layerwise.Direction(
-                lambda for_norm, decay: kernels.adam_direction(
-                    variable, m, v, g, *betas, epsilon, decay
-                ),
-                scale,
-                decays=True,
-            )
-            return self._apply_layerwise(
-                variable, index, learning_rate, [direction], mode=self.weight_decay_mode
-            )
-        # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
-        # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+            direction = self._kernel_direction(variable, m, v, g, t)
+        else:
+            # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter
+            # cancels when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
+            self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
+            self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+            direction = self._ops_direction(m, v, g, t, dtype)
+        return self._apply_layerwise(
+            variable, index, learning_rate, [direction], mode=self.weight_decay_mode
+        )
+
+    def _ops_direction(self, m, v, g, t, dtype):
+        """The direction from the updated moments, in ``keras.ops``."""
         if self.nesterov:
             m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, True)
             v_hat = moment_estimate(
                 v, ops.square(g), self.beta_2, t, self.bias_correction, self.nesterov == "nn-lamb"
             )
-            direction = layerwise.Direction(
+            return layerwise.Direction(
                 lambda for_norm: layerwise.adam_direction(m_hat, v_hat, self.epsilon, for_norm)
             )
-        else:
-            # m_hat / (sqrt(v_hat) + eps) = scale * m / (sqrt(v) + eps * sqrt(c_2)) with
-            # c = 1 - beta**t and scale = sqrt(c_2) / c_1: the bias corrections stay scalars.
-            scale, epsilon = self._once_per_step(("lamb", dtype), lambda: self._corrections(t))
-            direction = layerwise.Direction(
-                lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm), scale
-            )
-        return self._apply_layerwise(
-            variable, index, learning_rate, [direction], mode=self.weight_decay_mode
+        # m_hat / (sqrt(v_hat) + eps) = scale * m / (sqrt(v) + eps * sqrt(c_2)) with
+        # c = 1 - beta**t and scale = sqrt(c_2) / c_1: the bias corrections stay scalars.
+        scale, epsilon = self._once_per_step(("lamb", dtype), lambda: self._corrections(t))
+        return layerwise.Direction(
+            lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm), scale
+        )
+
+    def _kernel_direction(self, variable, m, v, g, t):
+        """TensorFlow outside XLA: the moments' update and the direction in one kernel
+        (:mod:`tf_lamb.optimizers.kernels`). The kernel takes ``1 - beta`` in the variable's
+        dtype, so the bias corrections use the same rounded betas (the first step is then
+        Adam's exact sign step)."""
+        dtype = variable.dtype
+        betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
+        scale, epsilon = self._once_per_step(
+            ("lamb-kernel", dtype), lambda: self._corrections(t, *betas)
+        )
+        return layerwise.Direction(
+            lambda for_norm, decay: kernels.adam_direction(
+                variable, m, v, g, *betas, epsilon, decay
+            ),
+            scale,
+            decays=True,
         )
 
     def _corrections(self, t, beta_1=None, beta_2=None):
