@@ -25,7 +25,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -104,46 +103,20 @@ def bert_shapes(model):
     return shapes
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def allocator_bytes(reset=False):
+    """TensorFlow's CPU allocator: ``(bytes allocated now, the most allocated since the last
+    reset)``; ``reset`` starts a new peak. ``None`` on other backends (a JAX row reads XLA's
+    memory analysis instead)."""
+    import keras
 
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
 
-class PeakMemory:
-    """Samples the resident set every millisecond while active; ``peak`` is the largest since
-    the last :meth:`reset` (a sample taken before a reset never counts after it)."""
-
-    def __init__(self):
-        self.peak = 0
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            generation = self._generation
-            rss = rss_bytes()
-            with self._lock:
-                if generation == self._generation:
-                    self.peak = max(self.peak, rss)
-            time.sleep(0.001)
-
-    def reset(self):
-        """Starts a new measurement; returns the resident set now."""
-        with self._lock:
-            self._generation += 1
-            self.peak = rss_bytes()
-            return self.peak
-
-    def __enter__(self):
-        self.reset()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    if reset:
+        tf.config.experimental.reset_memory_stats("CPU:0")
+    info = tf.config.experimental.get_memory_info("CPU:0")
+    return info["current"], info["peak"]
 
 
 def time_interleaved(steppers, steps, warmup, repeat=1):
@@ -156,24 +129,27 @@ def time_interleaved(steppers, steps, warmup, repeat=1):
 
     Returns:
         ``{name: {"median_s", "min_s", "extra_bytes"}}``: the median and best of ``steps``
-        timed samples after ``warmup`` untimed calls, and the most host memory one sample held
-        beyond what was resident when it started (its temporaries, on the CPU).
+        timed samples after ``warmup`` untimed calls, and on TensorFlow the most one sample
+        allocated beyond what was allocated when it started (its temporaries, from
+        TensorFlow's allocator; ``None`` elsewhere). The allocator, unlike the resident set,
+        sees memory it reuses between steps and none of another process's or library's.
     """
     for step, sync in steppers.values():
         for _ in range(warmup):
             sync(step())
     times = {name: [] for name in steppers}
-    extra = dict.fromkeys(steppers, 0)
-    with PeakMemory() as memory:
-        for _ in range(steps):
-            for name, (step, sync) in steppers.items():
-                before = memory.reset()
-                start = time.perf_counter()
-                for _ in range(repeat - 1):
-                    step()
-                sync(step())
-                times[name].append((time.perf_counter() - start) / repeat)
-                extra[name] = max(extra[name], memory.peak - before)
+    extra = dict.fromkeys(steppers)
+    for _ in range(steps):
+        for name, (step, sync) in steppers.items():
+            before = allocator_bytes(reset=True)
+            start = time.perf_counter()
+            for _ in range(repeat - 1):
+                step()
+            sync(step())
+            times[name].append((time.perf_counter() - start) / repeat)
+            if before is not None:
+                held = allocator_bytes()[1] - before[0]
+                extra[name] = max(extra[name] or 0, held)
     return {
         name: {"median_s": statistics.median(t), "min_s": min(t), "extra_bytes": extra[name]}
         for name, t in times.items()
@@ -500,7 +476,8 @@ def print_optimizer_table(backend, args, rows):
     the same way, and the bandwidth probes."""
     print(f"\n## {backend}\n")
     print("Temporaries: " + ("XLA's scratch buffers for one step (memory_analysis)." if backend == "jax"
-          else "the most host memory one step held beyond what was resident before it.") + "\n")
+          else "the most one step allocated beyond what was allocated before it (TensorFlow's "
+          "allocator).") + "\n")
     print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb "
           "| probe GB/s | slots MiB | temporaries MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)

@@ -112,8 +112,9 @@ class LARS(layerwise.LayerwiseOptimizer):
         self.form = form
 
     # The trust ratio's norms are of stored tensors (w and g, or the paper form's momentum),
-    # so no direction-sized temporary builds up; ordered, the fused JAX step on CPU ran 1.3x
-    # slower for no memory saved, so XLA stays free to order the layers.
+    # so no direction-sized temporary builds up on JAX; ordered, the fused JAX step on CPU
+    # ran 1.3x slower for no memory saved, so XLA stays free to order the layers there
+    # (TensorFlow's XLA held many layers' norm folds at once, so there they are ordered).
     _sequence_layers = False
 
     def build(self, var_list):
@@ -151,7 +152,7 @@ class LARS(layerwise.LayerwiseOptimizer):
         local_lr = lr
         stats = (0.0, [], [])
         if self._adapts[index]:
-            weight_norm = self._norm(variable)
+            weight_norm = self._weight_norm(variable)
             gradient_norm = self._norm(g)
             offset = self._decay_rates[index] * weight_norm + self.epsilon
             ratio = self._trust_ratio(index, weight_norm, gradient_norm, eta, offset)

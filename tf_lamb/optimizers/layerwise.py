@@ -17,6 +17,7 @@ as optimizer state (:meth:`LayerwiseOptimizer.layer_statistics`). Elsewhere Kera
 per-variable loop calls ``update_step``, which runs the same per-layer code.
 """
 
+import functools
 import math
 import numbers
 import re
@@ -58,16 +59,21 @@ def fused_supported():
 
 #: How :func:`l2_norm` reduces, fastest first on each runtime (benchmarks/README.md):
 #: ``"reduce"``: ``sqrt(sum(x**2))``, one fused reduction where the compiler fuses well (XLA on
-#: GPU and TPU); ``"fold"``: on XLA:CPU, whose reductions run on one thread at a fraction of
-#: the memory bandwidth (about 10 GB/s against 79 GB/s measured here), the tensor is first
-#: folded by elementwise adds of its quarters, which XLA runs in parallel at full bandwidth;
-#: ``"l2_loss"``: TensorFlow without XLA, ``sqrt(2 * tf.nn.l2_loss(x))``, one Eigen kernel
-#: instead of three (2.4x faster here) that XLA also compiles, should the caller's step be
-#: XLA-compiled; ``"norm"``: ``keras.ops.norm`` (one kernel on PyTorch).
+#: GPU and TPU); ``"fold"``: on XLA:CPU, whose reductions do not take the elementwise work
+#: that feeds them at full bandwidth, the tensor's squares are first folded by adding its
+#: eighths, one parallel elementwise loop into which XLA also fuses the computation of ``x``
+#: (a layer's direction is then never stored), and what is left is reduced; ``"l2_loss"``:
+#: TensorFlow without XLA, ``sqrt(2 * tf.nn.l2_loss(x))``, one Eigen kernel instead of three
+#: (2.4x faster here) that XLA also compiles, should the caller's step be XLA-compiled;
+#: ``"norm"``: ``keras.ops.norm`` (one kernel on PyTorch).
 NORM_METHODS = ("reduce", "fold", "l2_loss", "norm")
 
-#: ``"fold"`` folds while a tensor has at least this many elements.
+#: ``"fold"`` folds a tensor of at least this many elements, once, into this many parts.
+#: One fold, not repeated ones: XLA merges consecutive folds into one loop over 16 or more
+#: slices, and then it stores ``x`` instead of recomputing it there (measured with TensorFlow
+#: 2.21 on BERT-base: 16 parts store every direction, 335 MiB of temporaries; 8 parts, 65 MiB).
 _FOLD_MIN_SIZE = 65536
+_FOLD_PARTS = 8
 
 
 def l2_norm(x, method="reduce"):
@@ -89,36 +95,46 @@ def l2_norm(x, method="reduce"):
         return ops.sqrt(2.0 * tf.nn.l2_loss(x))
     if method == "norm":
         return ops.norm(ops.reshape(x, (-1,)))
-    squares = None
     if method == "fold" and all(isinstance(d, int) for d in x.shape):
         x = ops.reshape(x, (-1,))
-        while x.shape[0] >= _FOLD_MIN_SIZE and x.shape[0] % 4 == 0:
-            h = x.shape[0] // 4
-            quarters = [x[i * h : (i + 1) * h] for i in range(4)]
-            if squares is None:
-                quarters = [ops.square(q) for q in quarters]
-            x = squares = quarters[0] + quarters[1] + quarters[2] + quarters[3]
-    return ops.sqrt(ops.sum(ops.square(x) if squares is None else squares))
+        size = x.shape[0]
+        if size >= _FOLD_MIN_SIZE:
+            h = size // _FOLD_PARTS
+            parts = [ops.square(x[i * h : (i + 1) * h]) for i in range(_FOLD_PARTS)]
+            total = ops.sum(functools.reduce(ops.add, parts))
+            if size % _FOLD_PARTS:  # The tail that the parts leave.
+                total = total + ops.sum(ops.square(x[_FOLD_PARTS * h :]))
+            return ops.sqrt(total)
+    return ops.sqrt(ops.sum(ops.square(x)))
 
 
 def adam_direction(numerator, second_moment, epsilon, for_norm=False):
     """``numerator / (sqrt(second_moment) + epsilon)``, Adam's elementwise direction.
 
-    With ``for_norm=True`` the same value (to float rounding) is written as
-    ``numerator * reciprocal(sqrt(abs(second_moment)) + epsilon)``: ``abs`` changes nothing
-    (a second moment is never negative), but XLA no longer sees a common ``sqrt`` to share
-    between the copy whose norm is taken and the applied copy, so it keeps neither
-    ``sqrt(v)`` nor the direction as a full-size temporary (see :class:`Direction`).
+    A copy whose norm is taken (``for_norm`` true) is the same value to float rounding,
+    written differently: ``numerator * reciprocal(sqrt(abs(second_moment)) + epsilon)``.
+    ``abs`` changes nothing (a second moment is never negative), but XLA no longer sees a
+    common ``sqrt`` to share between the copy whose norm is taken and the applied copy, so
+    it keeps neither ``sqrt(v)`` nor the direction as a full-size temporary (see
+    :class:`Direction`). A layer with two such copies (LANS' ``m`` and ``g`` directions)
+    writes the second with ``maximum(second_moment, 0)`` in place of ``abs``, for the same
+    reason (measured: one shared ``reciprocal(sqrt(abs(v)) + eps)`` of the word embeddings,
+    89 MiB, on BERT-base).
 
     Args:
         numerator: tensor, ``m`` or ``g`` (any shape).
         second_moment: tensor of the same shape, ``v >= 0``.
         epsilon: scalar > 0.
-        for_norm: bool.
+        for_norm: ``False`` (the applied copy), ``True`` or ``1`` (a copy whose norm is
+            taken), ``2`` (a layer's second such copy).
     """
-    if for_norm:
-        return numerator * ops.reciprocal(ops.sqrt(ops.abs(second_moment)) + epsilon)
-    return numerator / (ops.sqrt(second_moment) + epsilon)
+    if not for_norm:
+        return numerator / (ops.sqrt(second_moment) + epsilon)
+    if for_norm == 2:
+        root = ops.sqrt(ops.maximum(second_moment, 0.0))
+    else:
+        root = ops.sqrt(ops.abs(second_moment))
+    return numerator * ops.reciprocal(root + epsilon)
 
 
 def after(x, previous):
@@ -131,8 +147,9 @@ def after(x, previous):
     ``w`` holds (``isfinite`` is 0 or 1, so a NaN in one layer does not reach the next).
 
     Args:
-        x: a float tensor (a layer's dense gradient).
-        previous: the previous layer's variable, already assigned this step.
+        x: a float tensor (a layer's dense gradient, or its weights for their norm).
+        previous: the previous layer's variable, already assigned this step, or its new
+            value as a tensor.
     """
     first = ops.reshape(ops.convert_to_tensor(previous), (-1,))[:1]
     token = ops.sum(ops.cast(ops.isfinite(first), x.dtype))  # A scalar, 0 or 1.
@@ -412,7 +429,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
     num_directions = 1
 
     #: Whether the fused step on JAX orders the layers (see :func:`after`): worth it where a
-    #: layer's direction is a full-size temporary (LAMB, LANS; LARS turns it off).
+    #: layer's direction is a full-size temporary (LAMB, LANS; LARS turns it off). Under
+    #: TensorFlow's XLA the layers are always ordered (see :meth:`_configure_step`).
     _sequence_layers = True
 
     def build(self, var_list):
@@ -500,18 +518,34 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         """A layer's l2 norm by the method this step uses (see :data:`NORM_METHODS`)."""
         return l2_norm(x, self._step_norm_method)
 
+    def _weight_norm(self, variable):
+        """``||w||`` of a layer; when the step orders its layers, taken only once the
+        previous layer has moved (see :func:`after`), as its gradient is."""
+        if self._step_moved is not None:
+            return self._norm(after(ops.convert_to_tensor(variable), self._step_moved))
+        return self._norm(variable)
+
     def _configure_step(self, variable, compiled):
-        """Picks, at trace time, how this step reduces norms and whether it recomputes
-        directions (see :meth:`_apply_layerwise`).
+        """Picks, at trace time, how this step reduces norms, whether it recomputes
+        directions (see :meth:`_apply_layerwise`) and whether it orders the layers.
 
         Args:
             variable: any variable of the step (its device tells CPU from accelerator).
-            compiled: bool, whether XLA compiles the step (on JAX, decided here).
+            compiled: bool, whether this step's own ``jit_compile`` is on; on TensorFlow a
+                caller's XLA (``jit_compile=True``, a TPU program) counts too, found here,
+                and on JAX it is decided here.
         """
         backend = keras.backend.backend()
         if backend == "tensorflow":
+            compiled = compiled or kernels.in_xla_context()
             on_cpu = "CPU" in (getattr(variable, "device", "") or "CPU").upper()
             method = ("fold" if on_cpu else "reduce") if compiled else "l2_loss"
+            # Layers in order under XLA (see `after`): unordered, XLA:CPU computed many
+            # layers' norms before it moved any (BERT-base: LARS 104 MiB of temporaries
+            # against 63, LANS 105 against 63). Plain graph mode keeps them concurrent: its
+            # executor already runs a layer's chain depth first, and ordering it there
+            # made LAMB 1.2x slower (benchmarks/README.md).
+            sequenced = compiled
         elif backend == "jax":
             import jax
 
@@ -519,17 +553,18 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             # once (benchmarks/README.md); on accelerators, two passes as on TensorFlow.
             method = "reduce"
             compiled = jax.default_backend() != "cpu"
+            sequenced = self._sequence_layers
         else:
             method = "norm"
+            sequenced = False
         self._step_norm_method = method
         self._step_recomputes = compiled
-        # Layers in order on JAX only (see `after`; benchmarks/README.md): TensorFlow's XLA
-        # orders them by itself, and its graph executor ran LAMB 1.2x faster unordered.
-        self._step_sequenced = backend == "jax" and self._sequence_layers
+        self._step_sequenced = sequenced
+        # The new value of the layer the fused step moved last, when it orders the layers (a
+        # tensor: Keras would track a variable held here as the optimizer's own).
+        self._step_moved = None
         # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`).
-        self._step_kernels = backend == "tensorflow" and not (
-            compiled or kernels.in_xla_context()
-        )
+        self._step_kernels = backend == "tensorflow" and not compiled
         self._step_cache = {}
 
     def _uses_kernels(self, dtype):
@@ -567,7 +602,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         shrink = 1.0 - lr * wd if wd and mode == "decoupled" else None
         weight_norm = 0.0
         if adapts:
-            weight_norm = self._norm(variable)
+            weight_norm = self._weight_norm(variable)
             if shrink is not None:  # ||w (1 - lr wd)||, the decayed weights' norm.
                 weight_norm = weight_norm * ops.cast(shrink, weight_norm.dtype)
         step, norms, ratios = None, [], []
@@ -663,7 +698,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         for index, grad, variable, layer_slots in zip(indices, grads, variables, slots):
             dtype = variable.dtype
             if self._step_sequenced and previous is not None:
-                grad = after(dense_gradient(grad, dtype), previous)
+                self._step_moved = ops.convert_to_tensor(previous)
+                grad = after(dense_gradient(grad, dtype), self._step_moved)
             previous = variable
             t = self._once_per_step(("t", dtype), lambda: ops.cast(iterations + 1, dtype))
             stats.append(
