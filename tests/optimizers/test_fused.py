@@ -175,6 +175,29 @@ def test_the_compiled_step_holds_one_layers_directions_not_every_layers(optimize
     assert compiled.memory_analysis().temp_size_in_bytes <= directions * layer_bytes + 64 * 1024
 
 
+def _held_by_second_step(optimizer, variables, grads):
+    """Bytes TensorFlow's CPU allocator held at most during a step beyond what it held
+    before it (the first step traces and compiles)."""
+    import tensorflow as tf
+
+    optimizer.build(variables)
+    step = tf.function(lambda: optimizer.apply(grads, variables))
+    step()
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    step()
+    return tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+
+
+def _eight_layers():
+    rng = np.random.default_rng(11)
+    variables = [
+        keras.Variable(rng.normal(size=(512, 512)).astype("float32"), name=f"dense_{i}")
+        for i in range(8)
+    ]
+    return variables, _tensors([rng.normal(size=(512, 512)) for _ in variables])
+
+
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's allocator statistics")
 @pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
 def test_the_xla_step_on_tensorflow_holds_under_half_a_layer_beyond_its_state(optimizer_class):
@@ -184,20 +207,27 @@ def test_the_xla_step_on_tensorflow_holds_under_half_a_layer_beyond_its_state(op
     # holds at most one layer's two norm folds (an eighth of the layer each). Before the
     # layers were ordered and the norms folded once, XLA:CPU stored directions (LAMB: 8 MiB
     # here), many layers' folds (LARS: 1 MiB) and LANS' normalized gradient (17 MiB).
-    import tensorflow as tf
-
-    rng = np.random.default_rng(11)
-    variables = [
-        keras.Variable(rng.normal(size=(512, 512)).astype("float32"), name=f"dense_{i}")
-        for i in range(8)
-    ]
-    grads = _tensors([rng.normal(size=(512, 512)) for _ in variables])
+    variables, grads = _eight_layers()
     optimizer = optimizer_class(learning_rate=0.01, weight_decay=0.01)
-    optimizer.build(variables)
-    step = tf.function(lambda: optimizer.apply(grads, variables))
-    step()
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    step()
-    held = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+    held = _held_by_second_step(optimizer, variables, grads)
     assert held <= 512 * 512 * 4 // 2, f"{held / 2**20:.2f} MiB"
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's allocator statistics")
+def test_lamb_in_graph_mode_holds_one_layer_beyond_its_state():
+    # The same eight 1 MiB layers without XLA: each layer's direction is one scratch layer
+    # (TensorFlow's Adam kernel), and the layers run in groups of at most the largest
+    # layer's size (here one layer each). Run as they came, the graph executor held 5 MiB.
+    variables, grads = _eight_layers()
+    optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
+    held = _held_by_second_step(optimizer, variables, grads)
+    assert held <= 512 * 512 * 4, f"{held / 2**20:.2f} MiB"
+
+
+def test_memory_groups_cover_the_layers_in_order_within_the_budget():
+    sizes = [5, 3, 3, 9, 1, 1, 12, 2]
+    groups = layerwise.memory_groups(sizes, budget=9)
+    assert groups == [[0, 1], [2], [3], [4, 5], [6], [7]]
+    assert [p for g in groups for p in g] == list(range(len(sizes)))
+    assert all(sum(sizes[p] for p in g) <= 9 or len(g) == 1 for g in groups)
+    assert layerwise.memory_groups([4, 4], budget=100) == [[0, 1]]

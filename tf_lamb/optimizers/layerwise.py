@@ -17,6 +17,7 @@ as optimizer state (:meth:`LayerwiseOptimizer.layer_statistics`). Elsewhere Kera
 per-variable loop calls ``update_step``, which runs the same per-layer code.
 """
 
+import contextlib
 import functools
 import math
 import numbers
@@ -154,6 +155,33 @@ def after(x, previous):
     first = ops.reshape(ops.convert_to_tensor(previous), (-1,))[:1]
     token = ops.sum(ops.cast(ops.isfinite(first), x.dtype))  # A scalar, 0 or 1.
     return x * (1.0 + 0.0 * token)
+
+
+def memory_groups(sizes, budget):
+    """Splits layers, in order, into consecutive groups of at most ``budget`` in all.
+
+    Plain graph mode runs every op as soon as its inputs are ready, so a step over many
+    layers may hold every layer's temporaries at once (on BERT-base, sampled: 98 to 419 MiB
+    against a largest variable of 89). The fused step there runs one group after the other
+    and the layers within a group concurrently: it then holds about one group's temporaries,
+    with a few barriers rather than one per layer (ordering every layer made LAMB's graph
+    step 1.15x slower).
+
+    Args:
+        sizes: list of int, each layer's size in bytes.
+        budget: int > 0; a layer larger than it is a group of its own.
+
+    Returns:
+        A list of lists of positions into ``sizes``, covering them in order.
+    """
+    groups, total = [[]], 0
+    for position, size in enumerate(sizes):
+        if groups[-1] and total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(position)
+        total += size
+    return groups
 
 
 def trust_ratio(
@@ -332,7 +360,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
             Default True. False runs it in plain graph mode, where LAMB updates each float32
             or float64 layer with TensorFlow's fused training kernels (two passes, see
-            :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside XLA).
+            :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside XLA),
+            the layers in groups of at most the largest layer's size (see
+            :func:`memory_groups`).
             On JAX the step is compiled by the caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
             to the global batch's gradient after the cross-replica sum and accumulation, see
@@ -563,8 +593,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         # The new value of the layer the fused step moved last, when it orders the layers (a
         # tensor: Keras would track a variable held here as the optimizer's own).
         self._step_moved = None
-        # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`).
-        self._step_kernels = backend == "tensorflow" and not compiled
+        # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`), and
+        # the layers in groups of at most the largest one's size (see `memory_groups`).
+        self._step_kernels = self._step_grouped = backend == "tensorflow" and not compiled
         self._step_cache = {}
 
     def _uses_kernels(self, dtype):
@@ -694,18 +725,44 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         self._configure_step(variables[0], compiled)
         if self.gradient_accumulation_steps:  # As Keras' `iterations` property.
             iterations = ops.floor_divide(iterations, self.gradient_accumulation_steps)
-        stats, previous = [], None
-        for index, grad, variable, layer_slots in zip(indices, grads, variables, slots):
-            dtype = variable.dtype
-            if self._step_sequenced and previous is not None:
-                self._step_moved = ops.convert_to_tensor(previous)
-                grad = after(dense_gradient(grad, dtype), self._step_moved)
-            previous = variable
-            t = self._once_per_step(("t", dtype), lambda: ops.cast(iterations + 1, dtype))
-            stats.append(
-                self._update_layer(index, grad, variable, layer_slots, learning_rate, t)
-            )
+        stats, previous, moved = [], None, []
+        for group in self._groups(variables):
+            with self._after_group(moved):
+                for position in group:
+                    grad, variable = grads[position], variables[position]
+                    dtype = variable.dtype
+                    if self._step_sequenced and previous is not None:
+                        self._step_moved = ops.convert_to_tensor(previous)
+                        grad = after(dense_gradient(grad, dtype), self._step_moved)
+                    previous = variable
+                    t = self._once_per_step(
+                        ("t", dtype), lambda: ops.cast(iterations + 1, dtype)
+                    )
+                    layer = (indices[position], grad, variable, slots[position])
+                    stats.append(self._update_layer(*layer, learning_rate, t))
+            moved = [variables[p] for p in group]
         self._record_statistics(statistics, indices, stats)
+
+    def _groups(self, variables):
+        """The fused step's layer groups (see :func:`memory_groups`): in graph mode on
+        TensorFlow, of at most the largest layer's size; otherwise one group of all."""
+        if not self._step_grouped:
+            return [list(range(len(variables)))]
+        sizes = [
+            math.prod(v.shape) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
+            for v in variables
+        ]
+        return memory_groups(sizes, max(sizes))
+
+    @staticmethod
+    def _after_group(group):
+        """A context in which TensorFlow ops wait until every variable of ``group`` (the
+        previous group, already assigned) has its new value; an empty group: no wait."""
+        if not group:
+            return contextlib.nullcontext()
+        import tensorflow as tf
+
+        return tf.control_dependencies([tf.convert_to_tensor(v) for v in group])
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if keras.backend.backend() == "tensorflow" or not self._fused_active:
