@@ -214,12 +214,14 @@ def test_the_xla_step_on_tensorflow_holds_under_half_a_layer_beyond_its_state(op
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's allocator statistics")
-def test_lamb_in_graph_mode_holds_one_layer_beyond_its_state():
-    # The same eight 1 MiB layers without XLA: each layer's direction is one scratch layer
-    # (TensorFlow's Adam kernel), and the layers run in groups of at most the largest
-    # layer's size (here one layer each). Run as they came, the graph executor held 5 MiB.
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS])
+def test_graph_mode_holds_one_layer_beyond_its_state(optimizer_class):
+    # The same eight 1 MiB layers without XLA: LAMB's direction is one scratch layer
+    # (TensorFlow's Adam kernel), LARS' step one layer (then its momentum kernel), and the
+    # layers run in groups of at most the largest layer's size (here one layer each). Run as
+    # they came, the graph executor held 5 MiB for LAMB; LARS in keras.ops form held 2 MiB.
     variables, grads = _eight_layers()
-    optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
+    optimizer = optimizer_class(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
     held = _held_by_second_step(optimizer, variables, grads)
     assert held <= 512 * 512 * 4, f"{held / 2**20:.2f} MiB"
 

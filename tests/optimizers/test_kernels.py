@@ -36,6 +36,25 @@ def test_adam_direction_matches_float64_numpy(dtype, rtol, decay):
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(variables[0]), w.astype(dtype))
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_step_matches_float64_numpy(dtype, rtol, nesterov):
+    from tf_lamb.optimizers import kernels
+
+    rng = np.random.default_rng(4)
+    w, m, step = (rng.normal(size=(6, 5)) for _ in range(3))
+    beta = 0.9
+    variables = [keras.Variable(x.astype(dtype), dtype=dtype) for x in (w, m)]
+    kernels.momentum_step(
+        *variables, keras.ops.convert_to_tensor(step.astype(dtype)), beta, nesterov
+    )
+    # Reference (float64): LARS' momentum with the step already scaled, then the weights.
+    m1 = beta * m + step
+    w1 = w - (beta * m1 + step if nesterov else m1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[1]), m1, rtol=rtol)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variables[0]), w1, rtol=rtol, atol=rtol)
+
+
 def test_rounded_beta_is_what_the_kernel_holds():
     from tf_lamb.optimizers import kernels
 
@@ -77,7 +96,8 @@ def _op_counts(optimizer, variables, jit_compile=False):
 
     step()
     ops = [op.type for op in step.get_concrete_function().graph.get_operations()]
-    return {name: ops.count(name) for name in ("ResourceApplyAdam", "ResourceApplyGradientDescent")}
+    names = ("ResourceApplyAdam", "ResourceApplyGradientDescent", "ResourceApplyMomentum")
+    return {name: ops.count(name) for name in names}
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -86,8 +106,18 @@ def test_lamb_outside_xla_runs_one_adam_and_one_descent_kernel_per_layer(fused):
     optimizer = tf_lamb.LAMB(0.01, weight_decay=0.01, jit_compile=False, fused=fused)
     optimizer.build(variables)
     assert _op_counts(optimizer, variables) == {
-        "ResourceApplyAdam": 3, "ResourceApplyGradientDescent": 3
+        "ResourceApplyAdam": 3, "ResourceApplyGradientDescent": 3, "ResourceApplyMomentum": 0
     }
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_classic_lars_outside_xla_runs_one_momentum_kernel_per_layer(jit_compile):
+    variables = [harness.make_variable(f"layer_{i}/kernel", np.full((4, 3), 0.5)) for i in range(3)]
+    optimizer = tf_lamb.LARS(0.1, weight_decay=0.01, jit_compile=jit_compile)
+    optimizer.build(variables)
+    # Under XLA the step must compile (it runs once), so it keeps the keras.ops form.
+    counts = _op_counts(optimizer, variables, jit_compile)
+    assert counts["ResourceApplyMomentum"] == (0 if jit_compile else 3)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,9 @@ needs before the layer can move; ``ResourceApplyGradientDescent`` then moves the
 one more pass. The scratch variable is anonymous: it lives as long as the tensor holding
 its handle, one layer's size.
 
+Classic LARS moves a layer with ``ResourceApplyMomentum`` (learning rate 1, the trust ratio
+already in the step): its momentum and weights in one pass.
+
 These kernels are TensorFlow ops outside XLA's reach (``VarHandleOp`` does not compile), so
 they are used only where :func:`in_xla_context` is False (not inside
 ``tf.function(jit_compile=True)`` or a TPU program); there the step is written with
@@ -118,4 +121,28 @@ def apply_step(variable, factor, direction):
 
     tf.raw_ops.ResourceApplyGradientDescent(
         var=_handle(variable), alpha=_scalar(factor, direction.dtype), delta=direction
+    )
+
+
+def momentum_step(variable, momentum, step, beta, nesterov):
+    """``m <- beta * m + step``, then ``w <- w - m`` (or, Nesterov, ``w - (beta * m + step)``
+    with the new ``m``), in one pass (``ResourceApplyMomentum`` with learning rate 1).
+
+    Args:
+        variable: the layer, a float32 or float64 variable.
+        momentum: its momentum slot, a variable of the same shape and dtype (updated).
+        step: dense tensor of the same shape and dtype, e.g. LARS' ``local_lr * (g + wd w)``.
+        beta: Python float in [0, 1), the momentum.
+        nesterov: bool.
+    """
+    import tensorflow as tf
+
+    dtype = step.dtype
+    tf.raw_ops.ResourceApplyMomentum(
+        var=_handle(variable),
+        accum=_handle(momentum),
+        lr=tf.ones([], dtype),
+        grad=step,
+        momentum=tf.constant(beta, dtype),
+        use_nesterov=bool(nesterov),
     )

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers import kernels, layerwise
 
 FORMS = ("classic", "paper")
 _DEFAULT_TRUST_COEFFICIENT = {"classic": 0.001, "paper": 1.0}
@@ -159,8 +159,11 @@ class LARS(layerwise.LayerwiseOptimizer):
             local_lr = lr * ops.cast(ratio, dtype)
             stats = (weight_norm, [gradient_norm], [ratio])
         step = local_lr * decayed
-        self.assign(m, self.momentum * m + step)
-        self.assign_sub(variable, self.momentum * m + step if self.nesterov else m)
+        if self._uses_kernels(dtype):  # TensorFlow outside XLA: one kernel, one pass.
+            kernels.momentum_step(variable, m, step, self.momentum, self.nesterov)
+        else:
+            self.assign(m, self.momentum * m + step)
+            self.assign_sub(variable, self.momentum * m + step if self.nesterov else m)
         return stats
 
     def get_config(self):

@@ -358,12 +358,11 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             numbers. True on an untested Keras raises ValueError.
         jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
-            Default True. False runs it in plain graph mode, where LAMB updates each float32
-            or float64 layer with TensorFlow's fused training kernels (two passes, see
-            :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside XLA),
-            the layers in groups of at most the largest layer's size (see
-            :func:`memory_groups`).
-            On JAX the step is compiled by the caller's ``jax.jit``.
+            Default True. False runs it in plain graph mode, where LAMB and classic LARS
+            update each float32 or float64 layer with TensorFlow's fused training kernels
+            (LAMB in two passes, see :mod:`tf_lamb.optimizers.kernels`; so does Keras'
+            per-variable loop outside XLA), the layers in groups of at most the largest
+            layer's size (see :func:`memory_groups`). On JAX the step is compiled by the caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
             to the global batch's gradient after the cross-replica sum and accumulation, see
             :class:`~tf_lamb.optimizers.ClipAfterSum`; ``gradient_accumulation_steps``,
