@@ -233,3 +233,23 @@ def test_memory_groups_cover_the_layers_in_order_within_the_budget():
     assert [p for g in groups for p in g] == list(range(len(sizes)))
     assert all(sum(sizes[p] for p in g) <= 9 or len(g) == 1 for g in groups)
     assert layerwise.memory_groups([4, 4], budget=100) == [[0, 1]]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute and TensorFlow checkpoints")
+def test_a_distributed_step_adds_nothing_to_the_optimizers_checkpoint(tmp_path):
+    # Under a strategy the fused step sees each device's raw tf.Variable; holding one as
+    # the optimizer's attribute (to order the layers) made Keras track it, so checkpoints
+    # gained an entry that a resumed run then failed to restore.
+    import tensorflow as tf
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        variables = [harness.make_variable(p, w) for p, w in zip(PATHS, WEIGHTS)]
+        optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01)
+        optimizer.build(variables)
+    names_before = [v.path for v in optimizer.variables]
+    grads = _tensors([0.1 * np.ones_like(w) for w in WEIGHTS])
+    tf.function(lambda: strategy.run(lambda: optimizer.apply(grads, variables)))()
+    assert [v.path for v in optimizer.variables] == names_before
+    saved = tf.train.Checkpoint(optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    assert not [name for name, _ in tf.train.list_variables(saved) if "_step" in name]

@@ -589,8 +589,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         self._step_norm_method = method
         self._step_recomputes = compiled
         self._step_sequenced = sequenced
-        # The new value of the layer the fused step moved last, when it orders the layers (a
-        # tensor: Keras would track a variable held here as the optimizer's own).
+        # When the fused step orders the layers: the first element of the new value of the
+        # layer it moved last (see `after`).
         self._step_moved = None
         # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`), and
         # the layers in groups of at most the largest one's size (see `memory_groups`).
@@ -731,7 +731,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                     grad, variable = grads[position], variables[position]
                     dtype = variable.dtype
                     if self._step_sequenced and previous is not None:
-                        self._step_moved = ops.convert_to_tensor(previous)
+                        # A tensor (its first element), never the variable: Keras would
+                        # track a variable held here as the optimizer's, into checkpoints.
+                        self._step_moved = ops.reshape(ops.convert_to_tensor(previous), (-1,))[:1]
                         grad = after(dense_gradient(grad, dtype), self._step_moved)
                     previous = variable
                     t = self._once_per_step(
