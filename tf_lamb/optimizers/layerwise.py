@@ -362,7 +362,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             update each float32 or float64 layer with TensorFlow's fused training kernels
             (LAMB in two passes, see :mod:`tf_lamb.optimizers.kernels`; so does Keras'
             per-variable loop outside XLA), the layers in groups of at most the largest
-            layer's size (see :func:`memory_groups`). On JAX the step is compiled by the caller's ``jax.jit``.
+            layer's size (see :func:`memory_groups`). On JAX the step is compiled by the
+            caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
             to the global batch's gradient after the cross-replica sum and accumulation, see
             :class:`~tf_lamb.optimizers.ClipAfterSum`; ``gradient_accumulation_steps``,
@@ -571,9 +572,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             method = ("fold" if on_cpu else "reduce") if compiled else "l2_loss"
             # Layers in order under XLA (see `after`): unordered, XLA:CPU computed many
             # layers' norms before it moved any (BERT-base: LARS 104 MiB of temporaries
-            # against 63, LANS 105 against 63). Plain graph mode keeps them concurrent: its
-            # executor already runs a layer's chain depth first, and ordering it there
-            # made LAMB 1.2x slower (benchmarks/README.md).
+            # against 22, LANS 105 against 22). Plain graph mode runs them in groups
+            # instead (see `memory_groups`): ordering every layer there made LAMB 1.15x
+            # slower (benchmarks/README.md).
             sequenced = compiled
         elif backend == "jax":
             import jax
@@ -733,7 +734,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                     if self._step_sequenced and previous is not None:
                         # A tensor (its first element), never the variable: Keras would
                         # track a variable held here as the optimizer's, into checkpoints.
-                        self._step_moved = ops.reshape(ops.convert_to_tensor(previous), (-1,))[:1]
+                        moved_value = ops.convert_to_tensor(previous)
+                        self._step_moved = ops.reshape(moved_value, (-1,))[:1]
                         grad = after(dense_gradient(grad, dtype), self._step_moved)
                     previous = variable
                     t = self._once_per_step(
