@@ -593,14 +593,15 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         # When the fused step orders the layers: the first element of the new value of the
         # layer it moved last (see `after`).
         self._step_moved = None
-        # TensorFlow outside XLA: TensorFlow's fused training kernels (see `kernels`), and
-        # the layers in groups of at most the largest one's size (see `memory_groups`).
-        self._step_kernels = self._step_grouped = backend == "tensorflow" and not compiled
+        # TensorFlow outside XLA (plain graph mode or eager): TensorFlow's fused training
+        # kernels (see `kernels`), and the layers in groups of at most the largest one's
+        # size (see `memory_groups`).
+        self._step_in_graph = backend == "tensorflow" and not compiled
         self._step_cache = {}
 
     def _uses_kernels(self, dtype):
         """Whether this step updates a layer of ``dtype`` with TensorFlow's fused kernels."""
-        return self._step_kernels and keras.backend.standardize_dtype(dtype) in kernels.DTYPES
+        return self._step_in_graph and keras.backend.standardize_dtype(dtype) in kernels.DTYPES
 
     def _once_per_step(self, key, compute):
         """``compute()``, evaluated once per step and device for each ``key`` (e.g. the bias
@@ -749,7 +750,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
     def _groups(self, variables):
         """The fused step's layer groups (see :func:`memory_groups`): in graph mode on
         TensorFlow, of at most the largest layer's size; otherwise one group of all."""
-        if not self._step_grouped:
+        if not self._step_in_graph:
             return [list(range(len(variables)))]
         sizes = [
             math.prod(v.shape) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize
