@@ -37,6 +37,26 @@ def test_adam_direction_matches_float64_numpy(dtype, rtol, decay):
 
 
 @pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-13)])
+@pytest.mark.parametrize("decay", [None, 0.3])
+def test_scaled_direction_matches_float64_numpy_and_leaves_v_as_it_was(dtype, rtol, decay):
+    from tf_lamb.optimizers import kernels
+
+    rng = np.random.default_rng(5)
+    w, g = (rng.normal(size=(6, 5)) for _ in range(2))
+    v = rng.uniform(0.1, 2.0, size=(6, 5))
+    scale, epsilon = 0.37, 1e-3
+    variables = [keras.Variable(x.astype(dtype), dtype=dtype) for x in (w, v)]
+    u = kernels.scaled_direction(
+        *variables, keras.ops.convert_to_tensor(g.astype(dtype)), scale, epsilon, decay
+    )
+    # Reference (float64): LANS' second direction, the gradient over Adam's denominator.
+    expected = scale * g / (np.sqrt(v) + epsilon) + (0.0 if decay is None else decay * w)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(u), expected, rtol=rtol, atol=rtol)
+    for variable, x in zip(variables, (w, v)):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), x.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float32", 2e-6), ("float64", 1e-13)])
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_step_matches_float64_numpy(dtype, rtol, nesterov):
     from tf_lamb.optimizers import kernels
@@ -96,18 +116,37 @@ def _op_counts(optimizer, variables, jit_compile=False):
 
     step()
     ops = [op.type for op in step.get_concrete_function().graph.get_operations()]
-    names = ("ResourceApplyAdam", "ResourceApplyGradientDescent", "ResourceApplyMomentum")
+    names = (
+        "ResourceApplyAdam",
+        "ResourceApplyAdagradV2",
+        "ResourceApplyGradientDescent",
+        "ResourceApplyMomentum",
+    )
     return {name: ops.count(name) for name in names}
 
 
+@pytest.mark.parametrize(
+    "optimizer_class, adam, adagrad, descents",
+    [(tf_lamb.LAMB, 1, 0, 1), (tf_lamb.LANS, 1, 1, 2)],
+    ids=["lamb", "lans"],
+)
 @pytest.mark.parametrize("fused", [True, False])
-def test_lamb_outside_xla_runs_one_adam_and_one_descent_kernel_per_layer(fused):
+def test_adam_kernels_outside_xla_per_layer(optimizer_class, adam, adagrad, descents, fused):
+    # LAMB: the moments and m / d in Adam's kernel, then one descent. LANS: the same, g / d in
+    # Adagrad's kernel, and one descent per term.
     variables = [harness.make_variable(f"layer_{i}/kernel", np.full((4, 3), 0.5)) for i in range(3)]
-    optimizer = tf_lamb.LAMB(0.01, weight_decay=0.01, jit_compile=False, fused=fused)
+    optimizer = optimizer_class(0.01, weight_decay=0.01, jit_compile=False, fused=fused)
     optimizer.build(variables)
     assert _op_counts(optimizer, variables) == {
-        "ResourceApplyAdam": 3, "ResourceApplyGradientDescent": 3, "ResourceApplyMomentum": 0
+        "ResourceApplyAdam": 3 * adam,
+        "ResourceApplyAdagradV2": 3 * adagrad,
+        "ResourceApplyGradientDescent": 3 * descents,
+        "ResourceApplyMomentum": 0,
     }
+    # Inside the caller's XLA the keras.ops form compiles instead.
+    outer = optimizer_class(0.01, jit_compile=False, fused=fused)
+    outer.build(variables)
+    assert sum(_op_counts(outer, variables, jit_compile=True).values()) == 0
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

@@ -11,6 +11,9 @@ needs before the layer can move; ``ResourceApplyGradientDescent`` then moves the
 one more pass. The scratch variable is anonymous: it lives as long as the tensor holding
 its handle, one layer's size.
 
+LANS' second direction ``g / (sqrt(v) + epsilon)`` comes from TensorFlow's Adagrad kernel
+with its accumulator, the second moment, left as it is (:func:`scaled_direction`).
+
 Classic LARS moves a layer with ``ResourceApplyMomentum`` (learning rate 1, the trust ratio
 already in the step): its momentum and weights in one pass.
 
@@ -84,15 +87,8 @@ def adam_direction(variable, m, v, gradient, beta_1, beta_2, epsilon, decay=None
         A tensor of ``w``'s shape and dtype.
     """
     import tensorflow as tf
-    from tensorflow.python.eager import context
 
-    w = tf.convert_to_tensor(variable)
-    dtype = w.dtype
-    start = tf.zeros_like(w) if decay is None else _scalar(decay, dtype) * w
-    scratch = tf.raw_ops.VarHandleOp(
-        dtype=dtype, shape=w.shape, shared_name=context.anonymous_name()
-    )
-    tf.raw_ops.AssignVariableOp(resource=scratch, value=start)
+    scratch, dtype = _scratch(variable, decay)
     zero = tf.zeros([], dtype)
     tf.raw_ops.ResourceApplyAdam(
         var=scratch,
@@ -107,6 +103,53 @@ def adam_direction(variable, m, v, gradient, beta_1, beta_2, epsilon, decay=None
         grad=gradient,
     )
     return tf.raw_ops.ReadVariableOp(resource=scratch, dtype=dtype)
+
+
+def scaled_direction(variable, v, gradient, scale, epsilon, decay=None):
+    """Returns ``decay * w + scale * g / (sqrt(v) + epsilon)``, one pass, ``v`` unchanged.
+
+    TensorFlow's Adagrad kernel (``ResourceApplyAdagradV2``) with ``update_slots=False``,
+    its accumulator the second moment ``v`` and its learning rate ``-scale``: LANS' second
+    direction, the gradient over Adam's denominator, from the moment LAMB's kernel updated.
+
+    Args:
+        variable: the layer ``w``, a float32 or float64 variable of any shape.
+        v: its second moment, a variable of the same shape and dtype (read only).
+        gradient: dense tensor of the same shape and dtype.
+        scale: scalar (Python float or tensor), e.g. LANS' ``1 / (||g|| + epsilon)``.
+        epsilon: scalar (Python float or tensor) > 0, added to ``sqrt(v)``.
+        decay: optional scalar; ``None`` starts the direction at 0 instead of ``decay * w``.
+
+    Returns:
+        A tensor of ``w``'s shape and dtype.
+    """
+    import tensorflow as tf
+
+    scratch, dtype = _scratch(variable, decay)
+    tf.raw_ops.ResourceApplyAdagradV2(
+        var=scratch,
+        accum=_handle(v),
+        lr=-_scalar(scale, dtype),  # var - lr * g / (sqrt(v) + eps) = start + direction.
+        epsilon=_scalar(epsilon, dtype),
+        grad=gradient,
+        update_slots=False,
+    )
+    return tf.raw_ops.ReadVariableOp(resource=scratch, dtype=dtype)
+
+
+def _scratch(variable, decay):
+    """An anonymous variable of ``variable``'s shape holding ``decay * w`` (0 for ``None``),
+    in which a kernel accumulates a direction; returns it and the dtype."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    w = tf.convert_to_tensor(variable)
+    start = tf.zeros_like(w) if decay is None else _scalar(decay, w.dtype) * w
+    scratch = tf.raw_ops.VarHandleOp(
+        dtype=w.dtype, shape=w.shape, shared_name=context.anonymous_name()
+    )
+    tf.raw_ops.AssignVariableOp(resource=scratch, value=start)
+    return scratch, w.dtype
 
 
 def apply_step(variable, factor, direction):

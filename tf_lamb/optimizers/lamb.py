@@ -184,13 +184,16 @@ class LAMB(layerwise.LayerwiseOptimizer):
         )
 
     def _corrections(self, t, beta_1=None, beta_2=None):
-        """``(sqrt(c_2) / c_1, epsilon * sqrt(c_2))`` with ``c = 1 - beta**t``; ``(1, epsilon)``
-        without bias correction. The betas default to the optimizer's."""
-        if not self.bias_correction:
-            return 1.0, self.epsilon
-        beta_1 = self.beta_1 if beta_1 is None else beta_1
-        root_c2 = ops.sqrt(one_minus_power(self.beta_2 if beta_2 is None else beta_2, t))
-        return root_c2 / one_minus_power(beta_1, t), self.epsilon * root_c2
+        """``(sqrt(c_2) / c_1, epsilon * sqrt(c_2))``, see :func:`bias_corrections`; the
+        betas default to the optimizer's."""
+        scale, _, epsilon = bias_corrections(
+            t,
+            self.beta_1 if beta_1 is None else beta_1,
+            self.beta_2 if beta_2 is None else beta_2,
+            self.epsilon,
+            self.bias_correction,
+        )
+        return scale, epsilon
 
     def get_config(self):
         config = super().get_config()
@@ -229,6 +232,29 @@ def moment_estimate(moment, observation, beta, t, bias_correction, nesterov):
     return beta * moment / one_minus_power(beta, t + 1.0) + (
         1.0 - beta
     ) * observation / one_minus_power(beta, t)
+
+
+def bias_corrections(t, beta_1, beta_2, epsilon, enabled=True):
+    """Adam's bias corrections as scalars kept out of the tensor arithmetic.
+
+    With ``c = 1 - beta**t``, ``m_hat / (sqrt(v_hat) + epsilon)`` equals
+    ``sqrt(c_2) / c_1 * m / (sqrt(v) + epsilon * sqrt(c_2))`` and ``g / (sqrt(v_hat) +
+    epsilon)`` equals ``sqrt(c_2) * g / (sqrt(v) + epsilon * sqrt(c_2))`` (Kingma and Ba
+    2015, Sec. 2, the "more efficient" ordering).
+
+    Args:
+        t: the 1-based step, a float tensor.
+        beta_1, beta_2: Python floats in [0, 1).
+        epsilon: Python float > 0.
+        enabled: False gives ``(1, 1, epsilon)`` (no bias correction).
+
+    Returns:
+        ``(sqrt(c_2) / c_1, sqrt(c_2), epsilon * sqrt(c_2))``.
+    """
+    if not enabled:
+        return 1.0, 1.0, epsilon
+    root_c2 = ops.sqrt(one_minus_power(beta_2, t))
+    return root_c2 / one_minus_power(beta_1, t), root_c2, epsilon * root_c2
 
 
 def one_minus_power(beta, t):

@@ -6,8 +6,8 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import layerwise
-from tf_lamb.optimizers.lamb import one_minus_power
+from tf_lamb.optimizers import kernels, layerwise
+from tf_lamb.optimizers.lamb import bias_corrections
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
@@ -112,12 +112,25 @@ class LANS(layerwise.LayerwiseOptimizer):
         g = layerwise.dense_gradient(gradient, dtype)
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
+        # g is normalized by a scalar reciprocal times g, not an elementwise divide: XLA
+        # recomputes a cheap product in each of g's four consumers, but it stores a divide's
+        # result, a full-size temporary (measured: the embedding's, 89 MiB, on BERT-base).
+        inverse_norm = 1.0
         if self.normalize_grad:
-            # A scalar reciprocal times g, not g divided elementwise: XLA recomputes a cheap
-            # product in each of g's four consumers, but it stores a divide's result, a
-            # full-size temporary (measured: the embedding's, 89 MiB, on BERT-base).
-            g = g * ops.reciprocal(ops.cast(self._norm(g), dtype) + self.epsilon)
+            inverse_norm = ops.reciprocal(ops.cast(self._norm(g), dtype) + self.epsilon)
         m, v = slots
+        if self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
+            directions = self._kernel_directions(variable, m, v, g, inverse_norm, t)
+        else:
+            if self.normalize_grad:
+                g = g * inverse_norm
+            directions = self._ops_directions(m, v, g, t, dtype)
+        return self._apply_layerwise(
+            variable, index, learning_rate, directions, mode=self.weight_decay_mode
+        )
+
+    def _ops_directions(self, m, v, g, t, dtype):
+        """The two directions from the normalized gradient ``g``, in ``keras.ops``."""
         # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
         # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
         self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
@@ -125,9 +138,12 @@ class LANS(layerwise.LayerwiseOptimizer):
         # d = sqrt(v_hat) + eps = (sqrt(v) + eps sqrt(c_2)) / sqrt(c_2), c = 1 - beta**t: the
         # two directions m_hat / d and g / d carry their bias corrections as scalars.
         m_scale, g_scale, epsilon = self._once_per_step(
-            ("lans", dtype), lambda: self._corrections(t)
+            ("lans", dtype),
+            lambda: bias_corrections(
+                t, self.beta_1, self.beta_2, self.epsilon, self.bias_correction
+            ),
         )
-        directions = [
+        return [
             layerwise.Direction(
                 lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm),
                 m_scale,
@@ -139,16 +155,38 @@ class LANS(layerwise.LayerwiseOptimizer):
                 1.0 - self.beta_1,
             ),
         ]
-        return self._apply_layerwise(
-            variable, index, learning_rate, directions, mode=self.weight_decay_mode
-        )
 
-    def _corrections(self, t):
-        """``(sqrt(c_2) / c_1, sqrt(c_2), epsilon * sqrt(c_2))`` with ``c = 1 - beta**t``."""
-        if not self.bias_correction:
-            return 1.0, 1.0, self.epsilon
-        root_c2 = ops.sqrt(one_minus_power(self.beta_2, t))
-        return root_c2 / one_minus_power(self.beta_1, t), root_c2, self.epsilon * root_c2
+    def _kernel_directions(self, variable, m, v, g, inverse_norm, t):
+        """TensorFlow outside XLA: the moments' update and ``m / d`` in one kernel, then
+        ``g / d`` from the new ``v`` in another (:mod:`tf_lamb.optimizers.kernels`); the
+        gradient's normalization is the second kernel's scale, so the normalized gradient
+        lives only until the first. The bias corrections use the betas rounded as the
+        kernel holds them (see :func:`kernels.rounded`)."""
+        dtype = variable.dtype
+        betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
+        m_scale, g_scale, epsilon = self._once_per_step(
+            ("lans-kernel", dtype),
+            lambda: bias_corrections(t, *betas, self.epsilon, self.bias_correction),
+        )
+        normalized = g if isinstance(inverse_norm, float) else g * inverse_norm
+        return [
+            layerwise.Direction(
+                lambda for_norm, decay: kernels.adam_direction(
+                    variable, m, v, normalized, *betas, epsilon, decay
+                ),
+                m_scale,
+                self.beta_1,
+                decays=True,
+            ),
+            layerwise.Direction(
+                lambda for_norm, decay: kernels.scaled_direction(
+                    variable, v, g, inverse_norm, epsilon, decay
+                ),
+                g_scale,
+                1.0 - self.beta_1,
+                decays=True,
+            ),
+        ]
 
     def get_config(self):
         config = super().get_config()

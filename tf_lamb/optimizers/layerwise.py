@@ -358,10 +358,10 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             numbers. True on an untested Keras raises ValueError.
         jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
-            Default True. False runs it in plain graph mode, where LAMB and classic LARS
-            update each float32 or float64 layer with TensorFlow's fused training kernels
-            (LAMB in two passes, see :mod:`tf_lamb.optimizers.kernels`; so does Keras'
-            per-variable loop outside XLA), the layers in groups of at most the largest
+            Default True. False runs it in plain graph mode, where LAMB, LANS and classic
+            LARS update each float32 or float64 layer with TensorFlow's fused training
+            kernels (LAMB in two passes, LANS in five, see :mod:`tf_lamb.optimizers.kernels`;
+            so does Keras' per-variable loop outside XLA), the layers in groups of at most the largest
             layer's size (see :func:`memory_groups`). On JAX the step is compiled by the
             caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
@@ -637,7 +637,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             weight_norm = self._weight_norm(variable)
             if shrink is not None:  # ||w (1 - lr wd)||, the decayed weights' norm.
                 weight_norm = weight_norm * ops.cast(shrink, weight_norm.dtype)
-        step, norms, ratios = None, [], []
+        terms, norms, ratios = [], [], []
         for direction in directions:
             decay = wd / direction.scale if wd and mode == "inside" else None
 
@@ -647,7 +647,11 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 u = direction.build(for_norm)
                 return u if decay is None else u + decay * variable
 
-            u = build(False)
+            # In graph mode a layer's directions are built one after the other, so that a
+            # kernel's inputs are released before the next direction's scratch is taken
+            # (LANS: two layers of temporaries, not three).
+            with self._waiting_for([terms[-1][1]] if terms and self._step_in_graph else []):
+                u = build(False)
             factor = lr * (direction.coefficient * direction.scale)
             if adapts:
                 for_norm = build(True) if self._step_recomputes else u
@@ -655,11 +659,13 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 norms.append(norm)
                 ratios.append(self._trust_ratio(index, weight_norm, norm, trust_coefficient))
                 factor = factor * ops.cast(ratios[-1], variable.dtype)
-            if shrink is None and len(directions) == 1 and self._uses_kernels(variable.dtype):
-                kernels.apply_step(variable, factor, u)  # w - factor * u in one pass.
-                return weight_norm, norms, ratios
-            term = ops.cast(factor, variable.dtype) * u
-            step = term if step is None else step + term
+            terms.append((factor, u))
+        # Every direction is built from the same w before any term moves it.
+        if shrink is None and self._uses_kernels(variable.dtype):
+            for factor, u in terms:  # w - factor * u in one pass each.
+                kernels.apply_step(variable, factor, u)
+            return weight_norm, norms, ratios
+        step = functools.reduce(ops.add, [ops.cast(f, variable.dtype) * u for f, u in terms])
         if shrink is None:
             self.assign_sub(variable, step)
         else:
@@ -728,7 +734,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             iterations = ops.floor_divide(iterations, self.gradient_accumulation_steps)
         stats, previous, moved = [], None, []
         for group in self._groups(variables):
-            with self._after_group(moved):
+            with self._waiting_for(moved):
                 for position in group:
                     grad, variable = grads[position], variables[position]
                     dtype = variable.dtype
@@ -759,14 +765,15 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         return memory_groups(sizes, max(sizes))
 
     @staticmethod
-    def _after_group(group):
-        """A context in which TensorFlow ops wait until every variable of ``group`` (the
-        previous group, already assigned) has its new value; an empty group: no wait."""
-        if not group:
+    def _waiting_for(values):
+        """A context in which TensorFlow ops wait until each of ``values`` is computed: the
+        variables of the previous group, already assigned (their new values), or tensors.
+        Nothing given: no wait."""
+        if not values:
             return contextlib.nullcontext()
         import tensorflow as tf
 
-        return tf.control_dependencies([tf.convert_to_tensor(v) for v in group])
+        return tf.control_dependencies([tf.convert_to_tensor(v) for v in values])
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if keras.backend.backend() == "tensorflow" or not self._fused_active:
