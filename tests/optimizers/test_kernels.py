@@ -160,15 +160,18 @@ def test_classic_lars_outside_xla_runs_one_momentum_kernel_per_layer(jit_compile
 
 
 @pytest.mark.parametrize(
-    "kwargs, outer_xla",
-    [({}, True), ({"fused": False}, True), ({"nesterov": "n-lamb"}, False),
-     ({"beta_1": 0.0}, False)],
-    ids=["caller_xla", "caller_xla_generic", "nesterov", "beta_1_zero"],
+    "optimizer_class, kwargs, outer_xla",
+    [(tf_lamb.LAMB, {}, True), (tf_lamb.LAMB, {"fused": False}, True),
+     (tf_lamb.LAMB, {"nesterov": "n-lamb"}, False), (tf_lamb.LAMB, {"beta_1": 0.0}, False),
+     (tf_lamb.LANS, {"beta_1": 0.0}, False), (tf_lamb.LANS, {"beta_2": 0.0}, False)],
+    ids=["caller_xla", "caller_xla_generic", "nesterov", "beta_1_zero", "lans_beta_1_zero",
+         "lans_beta_2_zero"],
 )
-def test_lamb_keeps_the_keras_ops_form_where_the_kernel_would_fail_or_differ(kwargs, outer_xla):
+def test_keras_ops_form_where_the_kernel_would_fail_or_differ(optimizer_class, kwargs, outer_xla):
     # Inside the caller's XLA the kernels do not compile (the step would raise); Nesterov's
     # estimate is not Adam's; at beta_1 = 0 the kernel's m + (g - m) is not exactly g.
     variables = [harness.make_variable("dense/kernel", np.full((4, 3), 0.5))]
-    optimizer = tf_lamb.LAMB(0.01, jit_compile=False, **kwargs)
+    optimizer = optimizer_class(0.01, jit_compile=False, **kwargs)
     optimizer.build(variables)
-    assert _op_counts(optimizer, variables, outer_xla)["ResourceApplyAdam"] == 0
+    counts = _op_counts(optimizer, variables, outer_xla)
+    assert counts["ResourceApplyAdam"] == counts["ResourceApplyAdagradV2"] == 0

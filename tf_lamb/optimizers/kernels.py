@@ -110,7 +110,8 @@ def scaled_direction(variable, v, gradient, scale, epsilon, decay=None):
 
     TensorFlow's Adagrad kernel (``ResourceApplyAdagradV2``) with ``update_slots=False``,
     its accumulator the second moment ``v`` and its learning rate ``-scale``: LANS' second
-    direction, the gradient over Adam's denominator, from the moment LAMB's kernel updated.
+    direction, the gradient over Adam's denominator, from the moment that Adam's kernel
+    (:func:`adam_direction`) updated.
 
     Args:
         variable: the layer ``w``, a float32 or float64 variable of any shape.

@@ -360,8 +360,10 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
             Default True. False runs it in plain graph mode, where LAMB, LANS and classic
             LARS update each float32 or float64 layer with TensorFlow's fused training
-            kernels (LAMB in two passes, LANS in five, see :mod:`tf_lamb.optimizers.kernels`;
-            so does Keras' per-variable loop outside XLA), the layers in groups of at most the largest
+            kernels (LAMB in two passes; LANS in five: the gradient's normalization, Adam's
+            and Adagrad's kernels, one descent per term; see
+            :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside
+            XLA), the layers in groups of at most the largest
             layer's size (see :func:`memory_groups`). On JAX the step is compiled by the
             caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
@@ -637,7 +639,10 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             weight_norm = self._weight_norm(variable)
             if shrink is not None:  # ||w (1 - lr wd)||, the decayed weights' norm.
                 weight_norm = weight_norm * ops.cast(shrink, weight_norm.dtype)
-        terms, norms, ratios = [], [], []
+        # With kernels each term moves w in its own pass once every direction is built (all
+        # from the same w); otherwise the terms are summed as they come.
+        by_kernel = shrink is None and self._uses_kernels(variable.dtype)
+        kernel_terms, step, norms, ratios = [], None, [], []
         for direction in directions:
             decay = wd / direction.scale if wd and mode == "inside" else None
 
@@ -647,11 +652,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 u = direction.build(for_norm)
                 return u if decay is None else u + decay * variable
 
-            # In graph mode a layer's directions are built one after the other, so that a
-            # kernel's inputs are released before the next direction's scratch is taken
-            # (LANS: two layers of temporaries, not three).
-            with self._waiting_for([terms[-1][1]] if terms and self._step_in_graph else []):
-                u = build(False)
+            u = build(False)
             factor = lr * (direction.coefficient * direction.scale)
             if adapts:
                 for_norm = build(True) if self._step_recomputes else u
@@ -659,13 +660,15 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 norms.append(norm)
                 ratios.append(self._trust_ratio(index, weight_norm, norm, trust_coefficient))
                 factor = factor * ops.cast(ratios[-1], variable.dtype)
-            terms.append((factor, u))
-        # Every direction is built from the same w before any term moves it.
-        if shrink is None and self._uses_kernels(variable.dtype):
-            for factor, u in terms:  # w - factor * u in one pass each.
+            if by_kernel:
+                kernel_terms.append((factor, u))
+            else:
+                term = ops.cast(factor, variable.dtype) * u
+                step = term if step is None else step + term
+        if by_kernel:
+            for factor, u in kernel_terms:  # w - factor * u in one pass each.
                 kernels.apply_step(variable, factor, u)
             return weight_norm, norms, ratios
-        step = functools.reduce(ops.add, [ops.cast(f, variable.dtype) * u for f, u in terms])
         if shrink is None:
             self.assign_sub(variable, step)
         else:
@@ -734,7 +737,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             iterations = ops.floor_divide(iterations, self.gradient_accumulation_steps)
         stats, previous, moved = [], None, []
         for group in self._groups(variables):
-            with self._waiting_for(moved):
+            with self._after_group(moved):
                 for position in group:
                     grad, variable = grads[position], variables[position]
                     dtype = variable.dtype
@@ -765,15 +768,14 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         return memory_groups(sizes, max(sizes))
 
     @staticmethod
-    def _waiting_for(values):
-        """A context in which TensorFlow ops wait until each of ``values`` is computed: the
-        variables of the previous group, already assigned (their new values), or tensors.
-        Nothing given: no wait."""
-        if not values:
+    def _after_group(group):
+        """A context in which TensorFlow ops wait until every variable of ``group`` (the
+        previous group, already assigned) has its new value; an empty group: no wait."""
+        if not group:
             return contextlib.nullcontext()
         import tensorflow as tf
 
-        return tf.control_dependencies([tf.convert_to_tensor(v) for v in values])
+        return tf.control_dependencies([tf.convert_to_tensor(v) for v in group])
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if keras.backend.backend() == "tensorflow" or not self._fused_active:
