@@ -221,9 +221,9 @@ def test_graph_mode_holds_its_directions_beyond_its_state(optimizer_class, layer
     # The same eight 1 MiB layers without XLA: LAMB's direction is one scratch layer
     # (TensorFlow's Adam kernel), LARS' step one layer (then its momentum kernel), LANS' two
     # directions two scratch layers (Adam's and Adagrad's kernels) and, measured, one more
-    # layer while they are built (two with no weight decay); the layers run in groups of at most the largest layer's
-    # size (here one layer each). Run as they came, the graph executor held 5 MiB for LAMB;
-    # LARS in keras.ops form held 2 MiB, LANS 7 MiB.
+    # layer while they are built (two with no weight decay); the layers run in groups of at
+    # most the largest layer's size (here one layer each). Run as they came, the graph
+    # executor held 5 MiB for LAMB; LARS in keras.ops form held 2 MiB, LANS 7 MiB.
     variables, grads = _eight_layers()
     optimizer = optimizer_class(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
     held = _held_by_second_step(optimizer, variables, grads)

@@ -119,12 +119,11 @@ class LANS(layerwise.LayerwiseOptimizer):
         if self.normalize_grad:
             inverse_norm = ops.reciprocal(ops.cast(self._norm(g), dtype) + self.epsilon)
         m, v = slots
+        normalized = g * inverse_norm if self.normalize_grad else g
         if self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
-            directions = self._kernel_directions(variable, m, v, g, inverse_norm, t)
+            directions = self._kernel_directions(variable, m, v, g, normalized, inverse_norm, t)
         else:
-            if self.normalize_grad:
-                g = g * inverse_norm
-            directions = self._ops_directions(m, v, g, t, dtype)
+            directions = self._ops_directions(m, v, normalized, t, dtype)
         return self._apply_layerwise(
             variable, index, learning_rate, directions, mode=self.weight_decay_mode
         )
@@ -156,11 +155,11 @@ class LANS(layerwise.LayerwiseOptimizer):
             ),
         ]
 
-    def _kernel_directions(self, variable, m, v, g, inverse_norm, t):
-        """TensorFlow outside XLA: the moments' update and ``m / d`` in one kernel, then
-        ``g / d`` from the new ``v`` in another (:mod:`tf_lamb.optimizers.kernels`); the
-        gradient's normalization is the second kernel's scale, so the normalized gradient
-        lives only until the first. The bias corrections use the betas rounded as the
+    def _kernel_directions(self, variable, m, v, g, normalized, inverse_norm, t):
+        """TensorFlow outside XLA: the moments' update and ``m / d`` from ``normalized`` (``g
+        * inverse_norm``) in one kernel, then ``g / d`` from the new ``v`` in another
+        (:mod:`tf_lamb.optimizers.kernels`); the gradient's normalization is the second
+        kernel's scale, so the normalized gradient lives only until the first. The bias corrections use the betas rounded as the
         kernel holds them (see :func:`kernels.rounded`)."""
         dtype = variable.dtype
         betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
@@ -168,7 +167,6 @@ class LANS(layerwise.LayerwiseOptimizer):
             ("lans-kernel", dtype),
             lambda: bias_corrections(t, *betas, self.epsilon, self.bias_correction),
         )
-        normalized = g if isinstance(inverse_norm, float) else g * inverse_norm
         return [
             layerwise.Direction(
                 lambda for_norm, decay: kernels.adam_direction(

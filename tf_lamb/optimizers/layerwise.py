@@ -363,9 +363,8 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             kernels (LAMB in two passes; LANS in five: the gradient's normalization, Adam's
             and Adagrad's kernels, one descent per term; see
             :mod:`tf_lamb.optimizers.kernels`; so does Keras' per-variable loop outside
-            XLA), the layers in groups of at most the largest
-            layer's size (see :func:`memory_groups`). On JAX the step is compiled by the
-            caller's ``jax.jit``.
+            XLA), the layers in groups of at most the largest layer's size (see
+            :func:`memory_groups`). On JAX the step is compiled by the caller's ``jax.jit``.
         **kwargs: the ``keras.optimizers.Optimizer`` arguments (``global_clipnorm``, applied
             to the global batch's gradient after the cross-replica sum and accumulation, see
             :class:`~tf_lamb.optimizers.ClipAfterSum`; ``gradient_accumulation_steps``,
