@@ -26,8 +26,12 @@ def ratio(w_norm, u_norm, eta=1.0, bounds=(0.0, None), cap=None, offset=0.0):
 class Reference:
     """Common state: float64 copies of the weights and per-layer settings."""
 
-    def __init__(self, weights, lr, wd=0.0, decays=None, adapts=None, bounds=(0.0, None), cap=None):
-        self.w = [np.array(w, np.float64) for w in weights]
+    def __init__(self, weights, lr, wd=0.0, decays=None, adapts=None, bounds=(0.0, None), cap=None,
+                 store=None):
+        # `store` rounds what the optimizer keeps in variables (weights and slots) to their
+        # dtype, e.g. bfloat16; everything else is computed in float64. None: no rounding.
+        self.store = store or (lambda x: x)
+        self.w = [self.store(np.array(w, np.float64)) for w in weights]
         self.lr, self.wd, self.bounds, self.cap = lr, wd, bounds, cap
         n = len(self.w)
         self.decays = decays if decays is not None else [True] * n
@@ -57,7 +61,7 @@ class Reference:
             step += c * r * u
         # What the optimizer records for this layer (LayerwiseOptimizer.layer_statistics).
         self.statistics[i] = (norm(base), norms, ratios)
-        self.w[i] = base - lr * step
+        self.w[i] = self.store(base - lr * step)
 
 
 class LAMBReference(Reference):
@@ -77,8 +81,8 @@ class LAMBReference(Reference):
             g = np.array(g, np.float64)
             if self.mode == "l2":
                 g = g + self.rate(i) * self.w[i]
-            self.m[i] = b1 * self.m[i] + (1 - b1) * g
-            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            self.m[i] = self.store(b1 * self.m[i] + (1 - b1) * g)
+            self.v[i] = self.store(b2 * self.v[i] + (1 - b2) * g * g)
             m, v = self.m[i], self.v[i]
             if self.nesterov and self.bc:
                 m_hat = b1 * m / (1 - b1 ** (t + 1)) + (1 - b1) * g / (1 - b1**t)
@@ -112,21 +116,21 @@ class LARSReference(Reference):
             w, wd = self.w[i], self.rate(i)
             gd = g + wd * w
             if self.form == "paper":
-                self.buf[i] = self.mu * self.buf[i] + (1 - self.mu) * gd
+                self.buf[i] = self.store(self.mu * self.buf[i] + (1 - self.mu) * gd)
                 u = self.mu * self.buf[i] + (1 - self.mu) * gd if self.nesterov else self.buf[i]
                 r = ratio(norm(w), norm(u), self.eta, self.bounds, self.cap) if self.adapts[i] else 1.0
-                self.w[i] = w - lr * r * u
+                self.w[i] = self.store(w - lr * r * u)
                 continue
             trust = 1.0
             if self.adapts[i]:
                 trust = ratio(norm(w), norm(g), self.eta, self.bounds, self.cap,
                               offset=wd * norm(w) + self.eps)
             local = lr * trust
-            self.buf[i] = self.mu * self.buf[i] + local * gd
+            self.buf[i] = self.store(self.mu * self.buf[i] + local * gd)
             if self.nesterov:
-                self.w[i] = w - (self.mu * self.buf[i] + local * gd)
+                self.w[i] = self.store(w - (self.mu * self.buf[i] + local * gd))
             else:
-                self.w[i] = w - self.buf[i]
+                self.w[i] = self.store(w - self.buf[i])
 
 
 class LANSReference(Reference):
@@ -144,12 +148,12 @@ class LANSReference(Reference):
         t, b1, b2 = self.t, self.b1, self.b2
         for i, g in enumerate(grads):
             g = np.array(g, np.float64)
-            if self.mode == "l2":
-                g = g + self.rate(i) * self.w[i]
             if self.normalize:
                 g = g / (norm(g) + self.eps)
-            self.m[i] = b1 * self.m[i] + (1 - b1) * g
-            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            if self.mode == "l2":  # After the normalization (the authors' kernel).
+                g = g + self.rate(i) * self.w[i]
+            self.m[i] = self.store(b1 * self.m[i] + (1 - b1) * g)
+            self.v[i] = self.store(b2 * self.v[i] + (1 - b2) * g * g)
             m_hat = self.m[i] / (1 - b1**t) if self.bc else self.m[i]
             v_hat = self.v[i] / (1 - b2**t) if self.bc else self.v[i]
             d = np.sqrt(v_hat) + self.eps

@@ -131,18 +131,26 @@ class LAMB(layerwise.LayerwiseOptimizer):
         return self._momentums[index], self._velocities[index]
 
     def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = variable.dtype
+        dtype = layerwise.compute_dtype(variable.dtype)
         g = layerwise.dense_gradient(gradient, dtype)
         if self.weight_decay_mode == "l2":
             g = self._decay_in_gradient(g, variable, index)
         m, v = slots
-        if not self.nesterov and self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
+        if (
+            not self.nesterov
+            and self._uses_kernels(variable.dtype)
+            and self.beta_1
+            and self.beta_2
+        ):
             direction = self._kernel_direction(variable, m, v, g, t)
         else:
             # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter
             # cancels when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
-            self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
-            self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+            self._store(m, self.beta_1 * layerwise.as_compute(m) + (1.0 - self.beta_1) * g)
+            self._store(
+                v, self.beta_2 * layerwise.as_compute(v) + (1.0 - self.beta_2) * ops.square(g)
+            )
+            m, v = layerwise.as_compute(m), layerwise.as_compute(v)
             direction = self._ops_direction(m, v, g, t, dtype)
         return self._apply_layerwise(
             variable, index, learning_rate, [direction], mode=self.weight_decay_mode

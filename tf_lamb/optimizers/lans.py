@@ -17,6 +17,7 @@ class LANS(layerwise.LayerwiseOptimizer):
     For each layer ``w`` with gradient ``g`` at step ``t = iterations + 1``:
 
         g = g / (||g|| + epsilon)                        (normalize_grad=True)
+        g = g + wd * w                                   (weight_decay_mode="l2" only)
         m = beta_1 * m + (1 - beta_1) * g;  v = beta_2 * v + (1 - beta_2) * g**2
         d = sqrt(v / (1 - beta_2**t)) + epsilon
         r = m / (1 - beta_1**t) / d + wd * w;  c = g / d + wd * w
@@ -34,8 +35,9 @@ class LANS(layerwise.LayerwiseOptimizer):
             Defaults to 1e-6.
         weight_decay: float >= 0. Defaults to 0.01 (the authors' kernel).
         normalize_grad: bool, divide each layer's gradient by its norm. Defaults to True.
-        weight_decay_mode: ``"inside"`` (default; both terms), ``"decoupled"`` or ``"l2"``, as
-            in :class:`tf_lamb.LAMB`.
+        weight_decay_mode: ``"inside"`` (default; both terms), ``"decoupled"`` (as in
+            :class:`tf_lamb.LAMB`) or ``"l2"``: ``wd * w`` added to the normalized gradient,
+            before the moments, as the authors' kernel does with ``adam_w_mode=False``.
         bias_correction: bool. Defaults to True.
         exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
         max_trust_ratio, fused, jit_compile: as in :class:`tf_lamb.LAMB`.
@@ -108,10 +110,8 @@ class LANS(layerwise.LayerwiseOptimizer):
         return self._momentums[index], self._velocities[index]
 
     def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = variable.dtype
+        dtype = layerwise.compute_dtype(variable.dtype)
         g = layerwise.dense_gradient(gradient, dtype)
-        if self.weight_decay_mode == "l2":
-            g = self._decay_in_gradient(g, variable, index)
         # g is normalized by a scalar reciprocal times g, not an elementwise divide: XLA
         # recomputes a cheap product in each of g's four consumers, but it stores a divide's
         # result, a full-size temporary (measured: the embedding's, 89 MiB, on BERT-base).
@@ -120,7 +120,12 @@ class LANS(layerwise.LayerwiseOptimizer):
             inverse_norm = ops.reciprocal(ops.cast(self._norm(g), dtype) + self.epsilon)
         m, v = slots
         normalized = g * inverse_norm if self.normalize_grad else g
-        if self._uses_kernels(dtype) and self.beta_1 and self.beta_2:
+        if self.weight_decay_mode == "l2" and self._decay_rates[index]:
+            # The authors' kernel (adam_w_mode=False) adds the decay to the normalized
+            # gradient, before the moments; both directions then see it.
+            normalized = self._decay_in_gradient(normalized, variable, index)
+            g, inverse_norm = normalized, 1.0
+        if self._uses_kernels(variable.dtype) and self.beta_1 and self.beta_2:
             directions = self._kernel_directions(variable, m, v, g, normalized, inverse_norm, t)
         else:
             directions = self._ops_directions(m, v, normalized, t, dtype)
@@ -132,8 +137,9 @@ class LANS(layerwise.LayerwiseOptimizer):
         """The two directions from the normalized gradient ``g``, in ``keras.ops``."""
         # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
         # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * g)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(g))
+        self._store(m, self.beta_1 * layerwise.as_compute(m) + (1.0 - self.beta_1) * g)
+        self._store(v, self.beta_2 * layerwise.as_compute(v) + (1.0 - self.beta_2) * ops.square(g))
+        m, v = layerwise.as_compute(m), layerwise.as_compute(v)
         # d = sqrt(v_hat) + eps = (sqrt(v) + eps sqrt(c_2)) / sqrt(c_2), c = 1 - beta**t: the
         # two directions m_hat / d and g / d carry their bias corrections as scalars.
         m_scale, g_scale, epsilon = self._once_per_step(

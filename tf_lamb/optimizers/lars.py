@@ -127,14 +127,16 @@ class LARS(layerwise.LayerwiseOptimizer):
         return (self._momentums[index],)
 
     def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = variable.dtype
+        dtype = layerwise.compute_dtype(variable.dtype)
         lr = ops.cast(learning_rate, dtype)
         g = layerwise.dense_gradient(gradient, dtype)
         decayed = self._decay_in_gradient(g, variable, index)
         (m,) = slots
         eta = self.trust_coefficient or _DEFAULT_TRUST_COEFFICIENT[self.form]
         if self.form == "paper":
-            self.assign(m, self.momentum * m + (1.0 - self.momentum) * decayed)
+            m_new = self.momentum * layerwise.as_compute(m) + (1.0 - self.momentum) * decayed
+            self._store(m, m_new)
+            m = layerwise.as_compute(m)
 
             def direction(for_norm):
                 if self.nesterov:
@@ -159,11 +161,12 @@ class LARS(layerwise.LayerwiseOptimizer):
             local_lr = lr * ops.cast(ratio, dtype)
             stats = (weight_norm, [gradient_norm], [ratio])
         step = local_lr * decayed
-        if self._uses_kernels(dtype):  # TensorFlow outside XLA: one kernel, one pass.
+        if self._uses_kernels(variable.dtype):  # TensorFlow outside XLA: one pass.
             kernels.momentum_step(variable, m, step, self.momentum, self.nesterov)
         else:
-            self.assign(m, self.momentum * m + step)
-            self.assign_sub(variable, self.momentum * m + step if self.nesterov else m)
+            self._store(m, self.momentum * layerwise.as_compute(m) + step)
+            m = layerwise.as_compute(m)
+            self._move(variable, self.momentum * m + step if self.nesterov else m)
         return stats
 
     def get_config(self):

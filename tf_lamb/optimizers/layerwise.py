@@ -35,7 +35,8 @@ from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
 #: ``"decoupled"``: ``w <- w - lr * wd * w`` outside the trust ratio, applied first as
 #: ``keras.optimizers.Lamb`` does (AdamW-style);
-#: ``"l2"``: ``g <- g + wd * w`` before the moments (apex ``adam_w_mode=False``).
+#: ``"l2"``: ``g <- g + wd * w`` before the moments (apex ``adam_w_mode=False``; LANS adds it
+#: to the normalized gradient, as its authors' kernel does).
 WEIGHT_DECAY_MODES = ("inside", "decoupled", "l2")
 
 #: Keras versions whose private ``_backend_update_step`` (all backends) and
@@ -66,7 +67,7 @@ def fused_supported():
 #: (a layer's direction is then never stored), and what is left is reduced; ``"l2_loss"``:
 #: TensorFlow without XLA, ``sqrt(2 * tf.nn.l2_loss(x))``, one Eigen kernel instead of three
 #: (2.4x faster here) that XLA also compiles, should the caller's step be XLA-compiled;
-#: ``"norm"``: ``keras.ops.norm`` (one kernel on PyTorch).
+#: ``"norm"``: ``keras.ops.norm`` (one kernel on PyTorch; float32 only, else ``"reduce"``).
 NORM_METHODS = ("reduce", "fold", "l2_loss", "norm")
 
 #: ``"fold"`` folds a tensor of at least this many elements, once, into this many parts.
@@ -75,6 +76,37 @@ NORM_METHODS = ("reduce", "fold", "l2_loss", "norm")
 #: 2.21 on BERT-base: 16 parts store every direction, 335 MiB of temporaries; 8 parts, 65 MiB).
 _FOLD_MIN_SIZE = 65536
 _FOLD_PARTS = 8
+
+
+#: Variable dtypes whose step is computed in float32 (see :func:`compute_dtype`).
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+def compute_dtype(dtype):
+    """The dtype a layer of ``dtype`` is updated in: float32 for float16 and bfloat16
+    variables (their moments, norms, trust ratios and step are computed in float32 from the
+    stored 16-bit values, and the results rounded once when stored), else ``dtype`` itself.
+
+    Args:
+        dtype: a float dtype (string or backend dtype).
+
+    Returns:
+        str, the standardized dtype name.
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    return "float32" if dtype in HALF_DTYPES else dtype
+
+
+def as_compute(x):
+    """``x`` (a tensor or variable, read now) as a tensor of its :func:`compute_dtype`:
+    float32 if it is 16-bit, else its own dtype.
+
+    A variable is read into a tensor before any arithmetic, so a Python float multiplying
+    it keeps the tensor's precision (Keras' PyTorch ops turn a Python float into a float32
+    tensor before multiplying a float64 variable by it)."""
+    if keras.backend.standardize_dtype(x.dtype) in HALF_DTYPES:
+        return ops.cast(x, "float32")
+    return ops.convert_to_tensor(x)
 
 
 def l2_norm(x, method="reduce"):
@@ -88,13 +120,13 @@ def l2_norm(x, method="reduce"):
     Returns:
         A scalar tensor, float32 for 16-bit inputs, else the dtype of ``x``.
     """
-    if keras.backend.standardize_dtype(x.dtype) in ("float16", "bfloat16"):
-        x = ops.cast(x, "float32")
+    x = as_compute(x)
     if method == "l2_loss":
         import tensorflow as tf
 
         return ops.sqrt(2.0 * tf.nn.l2_loss(x))
-    if method == "norm":
+    if method == "norm" and keras.backend.standardize_dtype(x.dtype) == "float32":
+        # (Keras' PyTorch `norm` computes a float64 tensor's norm in float32.)
         return ops.norm(ops.reshape(x, (-1,)))
     if method == "fold" and all(isinstance(d, int) for d in x.shape):
         x = ops.reshape(x, (-1,))
@@ -626,12 +658,16 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         neither keeps a direction-sized temporary (two passes, as the exact step needs).
         Elsewhere each direction is built once.
 
+        A 16-bit layer is computed in float32 (:func:`compute_dtype`) and rounded once,
+        when its new value is stored.
+
         Returns:
             The layer's statistics: ``(||w||, [||u_k||], [ratio_k])``, scalars.
         """
         wd = self._decay_rates[index]
         adapts = self._adapts[index]
-        lr = self._once_per_step(("lr", variable.dtype), lambda: ops.cast(learning_rate, variable.dtype))
+        dtype = compute_dtype(variable.dtype)
+        lr = self._once_per_step(("lr", dtype), lambda: ops.cast(learning_rate, dtype))
         shrink = 1.0 - lr * wd if wd and mode == "decoupled" else None
         weight_norm = 0.0
         if adapts:
@@ -649,30 +685,47 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 if direction.decays:
                     return direction.build(for_norm, decay)
                 u = direction.build(for_norm)
-                return u if decay is None else u + decay * variable
+                return u if decay is None else u + decay * as_compute(variable)
 
             u = build(False)
             factor = lr * (direction.coefficient * direction.scale)
             if adapts:
                 for_norm = build(True) if self._step_recomputes else u
-                norm = self._norm(for_norm) * ops.cast(direction.scale, variable.dtype)
+                norm = self._norm(for_norm) * ops.cast(direction.scale, dtype)
                 norms.append(norm)
                 ratios.append(self._trust_ratio(index, weight_norm, norm, trust_coefficient))
-                factor = factor * ops.cast(ratios[-1], variable.dtype)
+                factor = factor * ops.cast(ratios[-1], dtype)
             if by_kernel:
                 kernel_terms.append((factor, u))
             else:
-                term = ops.cast(factor, variable.dtype) * u
+                term = ops.cast(factor, dtype) * u
                 step = term if step is None else step + term
         if by_kernel:
             for factor, u in kernel_terms:  # w - factor * u in one pass each.
                 kernels.apply_step(variable, factor, u)
             return weight_norm, norms, ratios
-        if shrink is None:
+        self._move(variable, step, shrink)
+        return weight_norm, norms, ratios
+
+    def _store(self, variable, value):
+        """``variable <- value``, rounded to the variable's dtype where they differ (a
+        16-bit slot from its float32 update)."""
+        if keras.backend.standardize_dtype(value.dtype) != keras.backend.standardize_dtype(
+            variable.dtype
+        ):
+            value = ops.cast(value, variable.dtype)
+        self.assign(variable, value)
+
+    def _move(self, variable, step, shrink=None):
+        """``w <- w * shrink - step`` (``shrink`` None: ``w - step``), ``step`` in the layer's
+        compute dtype; a 16-bit ``w`` is rounded once, from the float32 result."""
+        if keras.backend.standardize_dtype(variable.dtype) in HALF_DTYPES:
+            w = as_compute(variable)
+            self._store(variable, w - step if shrink is None else w * shrink - step)
+        elif shrink is None:
             self.assign_sub(variable, step)
         else:
             self.assign(variable, variable * shrink - step)
-        return weight_norm, norms, ratios
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' per-variable step (the fallback path): one layer through ``_update_layer``."""
@@ -684,7 +737,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             variable,
             self._slots(index),
             learning_rate,
-            ops.cast(self.iterations + 1, variable.dtype),
+            ops.cast(self.iterations + 1, compute_dtype(variable.dtype)),
         )
         self._record_statistics(self._layer_statistics, [index], [stats])
 
@@ -698,7 +751,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             variable: the variable (on TensorFlow under ``tf.distribute``, one device's copy).
             slots: tuple of its slot variables, as :meth:`_slots` gives them (same device).
             learning_rate: scalar tensor.
-            t: the 1-based step, a scalar tensor of the variable's dtype.
+            t: the 1-based step, a scalar tensor of the layer's :func:`compute_dtype`.
         """
         raise NotImplementedError
 
@@ -739,7 +792,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             with self._after_group(moved):
                 for position in group:
                     grad, variable = grads[position], variables[position]
-                    dtype = variable.dtype
+                    dtype = compute_dtype(variable.dtype)
                     if self._step_sequenced and previous is not None:
                         # A tensor (its first element), never the variable: Keras would
                         # track a variable held here as the optimizer's, into checkpoints.
@@ -847,9 +900,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         distribution.extended.update(anchor, update, args=(grads, learning_rate), group=False)
 
     def _decay_in_gradient(self, gradient, variable, index):
-        """``g + wd * w`` (the ``"l2"`` placement and both LARS forms)."""
+        """``g + wd * w`` (the ``"l2"`` placement and both LARS forms), in ``g``'s dtype."""
         wd = self._decay_rates[index]
-        return gradient + wd * variable if wd else gradient
+        return gradient + wd * as_compute(variable) if wd else gradient
 
     def get_config(self):
         config = super().get_config()
