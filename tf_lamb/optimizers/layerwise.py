@@ -470,7 +470,6 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         self.jit_compile = check_bool("jit_compile", jit_compile)
         self._fused_active = fused_supported() if fused is None else fused
         self._compiled_step = None
-        self._fused_step_traces = 0
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Keras' method form: adds variables and name regexes to the weight-decay exclusions.
@@ -783,7 +782,6 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
                 counts micro-steps under gradient accumulation.
             compiled: bool, whether XLA compiles this step.
         """
-        self._fused_step_traces += 1  # Python runs once per trace when compiled.
         self._configure_step(variables[0], compiled)
         if self.gradient_accumulation_steps:  # As Keras' `iterations` property.
             iterations = ops.floor_divide(iterations, self.gradient_accumulation_steps)
@@ -862,7 +860,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             )
         import tensorflow as tf
 
-        grads = [g for g, _ in grads_and_vars]
+        grads = [_with_tensor_components(g) for g, _ in grads_and_vars]
         variables = [v for _, v in grads_and_vars]
         indices = [self._get_variable_index(v) for v in variables]
         state = [[s.value for s in self._slots(i)] for i in indices]
@@ -922,6 +920,24 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             }
         )
         return config
+
+
+def _with_tensor_components(gradient):
+    """A ``tf.IndexedSlices`` gradient with tensors for components, else ``gradient``.
+
+    Slices built from Python tuples (``indices=(0, 2)``, as Keras' own sparse tests make them)
+    cannot be passed to a ``tf.function``, which the XLA-compiled step is.
+    """
+    import tensorflow as tf
+
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    shape = gradient.dense_shape
+    return tf.IndexedSlices(
+        tf.convert_to_tensor(gradient.values),
+        tf.convert_to_tensor(gradient.indices),
+        None if shape is None else tf.convert_to_tensor(shape),
+    )
 
 
 class _Compiled:
