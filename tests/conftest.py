@@ -8,3 +8,8 @@ import pytest
 def _fresh_keras_state():
     keras.backend.clear_session()
     yield
+
+
+def pytest_report_header(config):
+    """Which Keras and backend ran (CI runs the optimizer tests on three Keras versions)."""
+    return f"keras {keras.version()} ({keras.__file__}), backend {keras.backend.backend()}"

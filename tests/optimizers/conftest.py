@@ -5,7 +5,7 @@ import functools
 import keras
 import pytest
 
-from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers import layerwise, seams
 
 PATHS = ["fused", "generic"] + (["fused-graph"] if keras.backend.backend() == "tensorflow" else [])
 
@@ -13,21 +13,21 @@ PATHS = ["fused", "generic"] + (["fused-graph"] if keras.backend.backend() == "t
 @pytest.fixture(params=PATHS)
 def optimizer_path(request, monkeypatch):
     """``fused``: the default on this Keras (one call for all layers, XLA on TensorFlow);
-    ``generic``: Keras' per-variable ``update_step`` loop, what an untested Keras version
-    gets (on TensorFlow, eager: TensorFlow's fused kernels, see ``tf_lamb.optimizers.kernels``);
-    ``fused-graph`` (TensorFlow): the fused step with ``jit_compile=False`` (the kernels
-    again, in one call). Optimizers built inside the test take the path."""
-    if request.param == "generic":
-        monkeypatch.setattr(layerwise, "fused_supported", lambda: False)
-    else:
-        assert layerwise.fused_supported(), "the fused path is not active on this Keras"
-    if request.param == "fused-graph":
+    ``generic``: Keras' per-variable ``update_step`` loop (``fused=False``; what a Keras
+    without the hooks the fused step overrides gets; on TensorFlow, eager: TensorFlow's fused
+    kernels, see ``tf_lamb.optimizers.kernels``); ``fused-graph`` (TensorFlow): the fused step
+    with ``jit_compile=False`` (the kernels again, in one call). Optimizers built inside the
+    test take the path."""
+    assert seams.fused_supported(), seams.describe_missing()
+    defaults = {"generic": {"fused": False}, "fused-graph": {"jit_compile": False}}
+    if request.param in defaults:
         init = layerwise.LayerwiseOptimizer.__init__
 
         @functools.wraps(init)
-        def without_xla(self, *args, **kwargs):
-            kwargs.setdefault("jit_compile", False)
+        def on_path(self, *args, **kwargs):
+            for key, value in defaults[request.param].items():
+                kwargs.setdefault(key, value)
             init(self, *args, **kwargs)
 
-        monkeypatch.setattr(layerwise.LayerwiseOptimizer, "__init__", without_xla)
+        monkeypatch.setattr(layerwise.LayerwiseOptimizer, "__init__", on_path)
     return request.param

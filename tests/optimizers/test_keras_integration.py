@@ -142,9 +142,12 @@ def test_keras_file_saved_mid_training_resumes_identically(tmp_path, optimizer_c
 
 
 @pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
-def test_gradient_accumulation_equals_one_step_on_the_concatenated_batch(optimizer_class):
+def test_gradient_accumulation_equals_one_step_on_the_concatenated_batch(
+        optimizer_path, optimizer_class):
     # With mean losses over equal micro-batches, the gradient of the concatenated batch is the
-    # mean of the micro-batch gradients; 4 accumulated micro-steps must equal 1 full step.
+    # mean of the micro-batch gradients; 4 accumulated micro-steps must equal 1 full step, on
+    # every path: the step number t (bias correction) counts optimizer steps, not micro-steps,
+    # in the fused step and in Keras' per-variable loop alike.
     weights = harness.initial_weights(seed=8)
     accumulated = [harness.make_variable(f"acc/{k}", w) for k, w in weights.items()]
     single = [harness.make_variable(f"one/{k}", w) for k, w in weights.items()]
@@ -179,6 +182,42 @@ def test_global_clipnorm_is_nvlamb_pre_normalization():
         optimizer.apply_gradients(zip([keras.ops.convert_to_tensor(g, "float32") for g in grads], variables))
     for v, ref in zip(variables, reference.w):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(v), ref, rtol=harness.RTOL, atol=harness.ATOL)
+
+
+@pytest.mark.parametrize("optimizer_class, kwargs", [
+    (tf_lamb.LAMB, {}),
+    (tf_lamb.LARS, {}),
+    # LANS' own per-layer normalization would hide the scale of any clip.
+    (tf_lamb.LANS, {"normalize_grad": False}),
+], ids=["LAMB", "LARS", "LANS"])
+def test_global_clipnorm_leaves_a_gradient_under_the_limit_as_it_is(
+        optimizer_path, optimizer_class, kwargs):
+    # g <- g / max(1, ||G|| / c): steps under the limit pass unchanged, steps over it are scaled
+    # down to norm c. Against the same optimizer without the clip, fed the expected gradient;
+    # the norms change from step to step, so a wrong scale shows through the moments (and
+    # LARS' trust ratio weighs the gradient against the weight decay at each step).
+    weights = harness.initial_weights(seed=10)
+    clipped = [harness.make_variable(f"clip/{k}", w) for k, w in weights.items()]
+    plain = [harness.make_variable(f"plain/{k}", w) for k, w in weights.items()]
+    opt_clip = optimizer_class(learning_rate=0.01, weight_decay=0.01, global_clipnorm=1.0,
+                               **kwargs)
+    opt_plain = optimizer_class(learning_rate=0.01, weight_decay=0.01, **kwargs)
+    factors = [0.02, 0.05, 0.5, 0.08, 2.0, 0.03]  # global norms about 10x these
+    norms = []
+    for factor, grads in zip(factors, harness.random_gradients(len(factors), seed=14)):
+        grads = [factor * g for g in grads]
+        norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+        norms.append(norm)
+        expected = [g / max(1.0, norm / 1.0) for g in grads]
+        for optimizer, given, variables in ((opt_clip, grads, clipped), (opt_plain, expected, plain)):
+            tensors = [keras.ops.convert_to_tensor(g, "float32") for g in given]
+            optimizer.apply_gradients(zip(tensors, variables))
+        for a, b in zip(clipped, plain):
+            np.testing.assert_allclose(
+                keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-6,
+                err_msg=f"global norm {norm:.3g}, limit 1.0",
+            )
+    assert sum(n < 1.0 for n in norms) == 4 and sum(n > 1.0 for n in norms) == 2
 
 
 def _apply(optimizer, grads, variables):
@@ -237,8 +276,11 @@ def test_mixed_precision_keeps_float32_slots_and_trains(policy):
 
 
 @TF_ONLY
+@pytest.mark.parametrize("components", ["tensors", "tuples"])
 @pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
-def test_indexed_slices_gradients_equal_their_dense_form(optimizer_class):
+def test_indexed_slices_gradients_equal_their_dense_form(optimizer_class, components):
+    # "tuples": indices and dense_shape as Python tuples, as Keras' own sparse tests build
+    # them; the XLA-compiled step takes its gradients as tf.function arguments.
     import tensorflow as tf
 
     table = np.random.default_rng(14).normal(size=(10, 4))
@@ -249,8 +291,10 @@ def test_indexed_slices_gradients_equal_their_dense_form(optimizer_class):
     rng = np.random.default_rng(15)
     for _ in range(3):
         rows = rng.normal(size=(3, 4)).astype("float32")
-        indices = tf.constant([1, 4, 1])  # a repeated row is summed
-        sparse = tf.IndexedSlices(tf.constant(rows), indices, dense_shape=tf.constant([10, 4]))
+        indices, shape = (1, 4, 1), (10, 4)  # a repeated row is summed
+        if components == "tensors":
+            indices, shape = tf.constant(indices), tf.constant(shape)
+        sparse = tf.IndexedSlices(tf.constant(rows), indices, dense_shape=shape)
         opt_sparse.apply_gradients([(sparse, sparse_var)])
         opt_dense.apply_gradients([(tf.convert_to_tensor(sparse), dense_var)])
     np.testing.assert_allclose(sparse_var.numpy(), dense_var.numpy(), rtol=1e-6, atol=1e-7)
@@ -331,19 +375,20 @@ def test_mirrored_strategy_on_two_cpus_equals_one_device_at_the_same_global_batc
         assert r["max_abs_diff"] < 1e-5, (name, r)
 
 
-def test_on_an_untested_keras_global_clipnorm_is_left_to_keras_with_a_warning(monkeypatch):
-    from tf_lamb.optimizers import layerwise
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, "AdamW"])
+def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
+    monkeypatch, optimizer_class
+):
+    # Keras would clip before the cross-replica sum and the accumulation: a different
+    # meaning, so tf_lamb refuses rather than change it silently.
+    from tf_lamb.optimizers import seams
 
-    monkeypatch.setattr(layerwise, "fused_supported", lambda: False)
-    ours_class = type("AdamW", (tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW), {})
-    results = []
-    for cls in (ours_class, keras.optimizers.AdamW):
-        w = harness.make_variable("w", np.array([1.0, -2.0, 3.0]))
-        optimizer = cls(learning_rate=0.1, global_clipnorm=0.5)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            optimizer.apply_gradients([(keras.ops.convert_to_tensor([3.0, 4.0, 12.0]), w)])
-        results.append(keras.ops.convert_to_numpy(w))
-        if cls is ours_class:
-            assert any("global_clipnorm is left to Keras" in str(c.message) for c in caught)
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+    monkeypatch.setattr(seams, "fused_supported", lambda: False)
+    monkeypatch.setattr(seams, "describe_missing", lambda: "Keras X changed _clip_gradients.")
+    if optimizer_class == "AdamW":
+        optimizer_class = type(
+            "AdamW", (tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW), {}
+        )
+    with pytest.raises(ValueError, match="global_clipnorm.*_clip_gradients"):
+        optimizer_class(learning_rate=0.1, global_clipnorm=0.5)
+    optimizer_class(learning_rate=0.1)  # Without the clip it runs Keras' per-variable loop.

@@ -8,10 +8,10 @@ the replica count) and Keras' own ``gradient_accumulation_steps`` (each micro-ba
 clipped, not their sum). :class:`ClipAfterSum` moves the clip behind both.
 """
 
-import warnings
-
 import keras
 from keras import ops
+
+from tf_lamb.optimizers import seams
 
 
 def dense_gradient(gradient, dtype):
@@ -27,13 +27,6 @@ def dense_gradient(gradient, dtype):
     return ops.cast(gradient, dtype)
 
 
-def _seams_tested():
-    """Whether this Keras has the private methods overridden below, as tested."""
-    from tf_lamb.optimizers.layerwise import fused_supported  # (layerwise imports this module)
-
-    return fused_supported()
-
-
 class ClipAfterSum:
     """Mixin, listed before a ``keras.optimizers.Optimizer`` subclass: its ``global_clipnorm``
     clips the gradient of the global batch, after the cross-replica sum (TensorFlow) and after
@@ -42,26 +35,34 @@ class ClipAfterSum:
     ``class AdamW(ClipAfterSum, keras.optimizers.AdamW): pass`` gives Keras' AdamW this
     behaviour; :class:`tf_lamb.optimizers.LayerwiseOptimizer` has it. It overrides private
     Keras methods (``_clip_gradients``, ``_all_reduce_sum_gradients``,
-    ``_backend_update_step``) tested on the versions in ``layerwise.FUSED_KERAS_VERSIONS``;
-    on another Keras it leaves ``global_clipnorm`` to Keras, with a warning. ``clipnorm`` and
-    ``clipvalue`` (per variable) are left to Keras.
+    ``_backend_update_step``), checked by :func:`tf_lamb.optimizers.seams.fused_supported`.
+    ``clipnorm`` and ``clipvalue`` (per variable) are left to Keras.
+
+    Raises:
+        ValueError: at construction, ``global_clipnorm`` is set and this Keras lacks one of
+            those methods (clipping would silently move before the sum); the message names
+            the missing hooks.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.global_clipnorm and not seams.fused_supported():
+            raise ValueError(
+                "Argument `global_clipnorm` clips the global batch's gradient after the "
+                f"cross-replica sum and gradient accumulation, which needs hooks this Keras "
+                f"lacks. {seams.describe_missing()} Received: "
+                f"global_clipnorm={self.global_clipnorm}. Pass global_clipnorm=None (and clip "
+                "in your own step), or use a Keras release that tf_lamb's tests pass on."
+            )
 
     def _clip_gradients(self, grads):
         if not self.global_clipnorm:
-            return super()._clip_gradients(grads)
-        if not _seams_tested():
-            warnings.warn(
-                f"tf_lamb: Keras {keras.version()} is untested, so global_clipnorm is left to "
-                "Keras, which clips before the cross-replica sum and gradient accumulation.",
-                stacklevel=2,
-            )
             return super()._clip_gradients(grads)
         return grads  # Clipped after the sum (below).
 
     def _clip_by_global_norm(self, grads):
         """``g / max(1, ||G|| / global_clipnorm)`` with ``||G||`` over all gradients."""
-        if not self.global_clipnorm or not _seams_tested():
+        if not self.global_clipnorm:
             return grads
         grads = [None if g is None else dense_gradient(g, g.dtype) for g in grads]
         norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None))

@@ -10,8 +10,8 @@ This module holds everything the three optimizers share: the trust ratio (with t
 matched on variable paths, the weight-decay placements, and argument validation. Each optimizer
 only computes its direction.
 
-It also holds the fused step (ARCHITECTURE.md): on a Keras version whose private seam
-``_backend_update_step`` was tested (:func:`fused_supported`), all layers are updated by one
+It also holds the fused step: where Keras has the private hooks it overrides
+(:func:`tf_lamb.optimizers.seams.fused_supported`), all layers are updated by one
 function call, XLA-compiled on TensorFlow, with every layer's norms and trust ratios recorded
 as optimizer state (:meth:`LayerwiseOptimizer.layer_statistics`). Elsewhere Keras' own
 per-variable loop calls ``update_step``, which runs the same per-layer code.
@@ -28,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from tf_lamb._args import check_bool, check_choice, check_real
-from tf_lamb.optimizers import kernels
+from tf_lamb.optimizers import kernels, seams
 from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 
 #: Where weight decay enters the update (SPEC.md, LAMB):
@@ -38,26 +38,6 @@ from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 #: ``"l2"``: ``g <- g + wd * w`` before the moments (apex ``adam_w_mode=False``; LANS adds it
 #: to the normalized gradient, as its authors' kernel does).
 WEIGHT_DECAY_MODES = ("inside", "decoupled", "l2")
-
-#: Keras versions whose private ``_backend_update_step`` (all backends) and
-#: ``_distributed_tf_update_step`` (TensorFlow) the fused step was tested against (the test
-#: suite passed on 3.10.0 and 3.15.1); the lower bound is the package's ``keras>=3.10``, the
-#: upper one the next untested minor.
-FUSED_KERAS_VERSIONS = ((3, 10), (3, 16))
-
-
-def fused_supported():
-    """Whether this Keras has the tested seams the fused step overrides.
-
-    Returns:
-        bool: Keras' version is in :data:`FUSED_KERAS_VERSIONS` and the base optimizer still
-        has ``_backend_update_step``. When False the optimizers fall back on Keras'
-        per-variable ``update_step`` loop, with the same numbers.
-    """
-    version = tuple(int(part) for part in re.findall(r"\d+", keras.version())[:2])
-    low, high = FUSED_KERAS_VERSIONS
-    return low <= version < high and hasattr(keras.optimizers.Optimizer, "_backend_update_step")
-
 
 #: How :func:`l2_norm` reduces, fastest first on each runtime (benchmarks/README.md):
 #: ``"reduce"``: ``sqrt(sum(x**2))``, one fused reduction where the compiler fuses well (XLA on
@@ -386,8 +366,9 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             ``None`` (no cap).
         fused: bool or None. True: one call updates every layer (the fused step), recording
             :meth:`layer_statistics`; False: Keras' per-variable ``update_step`` loop.
-            ``None`` (default): fused where :func:`fused_supported`. Both give the same
-            numbers. True on an untested Keras raises ValueError.
+            ``None`` (default): fused where Keras has the hooks it overrides
+            (:func:`tf_lamb.optimizers.seams.fused_supported`). Both give the same numbers.
+            True on a Keras without them raises ValueError.
         jit_compile: bool, TensorFlow backend only: XLA-compile the fused step
             (``tf.function(jit_compile=True)``, per device under ``tf.distribute``).
             Default True. False runs it in plain graph mode, where LAMB, LANS and classic
@@ -459,16 +440,15 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             )
         self.max_trust_ratio = max_trust_ratio
         fused = check_choice("fused", fused, (None, True, False))
-        if fused and not fused_supported():
-            low, high = (".".join(map(str, v)) for v in FUSED_KERAS_VERSIONS)
+        if fused and not seams.fused_supported():
             raise ValueError(
-                f"Argument `fused=True` needs Keras >={low},<{high} (its private "
-                f"`_backend_update_step` was tested there); this is Keras {keras.version()}. "
-                "Pass fused=None to fall back on the per-variable loop."
+                f"Argument `fused=True` needs Keras' private optimizer hooks. "
+                f"{seams.describe_missing()} Pass fused=None to fall back on the per-variable "
+                "loop."
             )
         self.fused = fused
         self.jit_compile = check_bool("jit_compile", jit_compile)
-        self._fused_active = fused_supported() if fused is None else fused
+        self._fused_active = seams.fused_supported() if fused is None else fused
         self._compiled_step = None
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
