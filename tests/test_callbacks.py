@@ -1,6 +1,7 @@
 """tf_lamb.callbacks.TrustRatioMonitor: TensorBoard summaries and warnings."""
 
 import glob
+import sys
 import warnings
 
 import keras
@@ -8,7 +9,14 @@ import numpy as np
 import pytest
 
 import tf_lamb
-from tf_lamb.callbacks import TrustRatioMonitor, find_suspect_layers
+from tf_lamb.callbacks import SummariesNotAvailableError, TrustRatioMonitor, find_suspect_layers
+
+
+def _uninstall(monkeypatch, *modules):
+    """Makes ``import`` of each of ``modules`` fail as when it is not installed (a None entry in
+    ``sys.modules`` raises ModuleNotFoundError), until the test ends."""
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)
 
 
 def _fit(optimizer, callbacks, x_scale=1.0, epochs=2):
@@ -71,6 +79,98 @@ def test_monitor_writes_trust_ratio_histograms_to_tensorboard(tmp_path):
                 steps.add(event.step)
     assert {"trust_ratio", "weight_norm", "update_norm", "trust_ratio/median"} <= tags
     assert steps == {4, 8}  # 2 epochs x 4 batches, every 4 steps
+
+
+def _events(log_dir):
+    """``{tag: [(step, value as a NumPy array)]}`` of the event files in ``log_dir``."""
+    tf = pytest.importorskip("tensorflow")
+    found = {}
+    for path in sorted(glob.glob(str(log_dir / "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor)))
+    return found
+
+
+def test_monitor_writes_the_values_of_layer_statistics(tmp_path):
+    # Each written value against the optimizer's own statistics: histograms over the adapted
+    # layers only (the biases, excluded, read 0 and 1 and must not be counted), scalars of their
+    # ratios, and the suspect counts.
+    optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01, max_trust_ratio=1.0,
+                             exclude_from_layer_adaptation=["bias"])
+    rng = np.random.default_rng(3)
+    shapes = [(5, 4), (4,), (4, 3), (3,), (3, 2)]
+    scales = [0.3, 1.0, 0.01, 1.0, 100.0]  # ratios of different sizes, one of them capped at 1
+    variables = [keras.Variable((s * rng.normal(size=shape)).astype("float32"),
+                                name="bias" if len(shape) == 1 else f"kernel_{i}")
+                 for i, (shape, s) in enumerate(zip(shapes, scales))]
+    for _ in range(2):
+        optimizer.apply([keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32"))
+                         for v in variables], variables)
+    monitor = TrustRatioMonitor(str(tmp_path), warn=False)
+    suspects = monitor.record(optimizer, step=7)
+    monitor.on_train_end()
+    statistics = optimizer.layer_statistics()
+    adapted = statistics["adapts"]
+    assert adapted.tolist() == [True, False, True, False, True]
+    written = _events(tmp_path)
+    assert {step for values in written.values() for step, _ in values} == {7}
+    assert all(len(values) == 1 for values in written.values())
+    for tag in ("trust_ratio", "weight_norm", "update_norm"):
+        expected = np.asarray(statistics[tag][adapted], np.float64).ravel()
+        buckets = written[tag][0][1]  # rows (left edge, right edge, count)
+        assert buckets.ndim == 2 and buckets.shape[1] == 3, tag
+        assert buckets[:, 2].sum() == expected.size, tag
+        np.testing.assert_allclose(buckets[0, 0], expected.min(), rtol=1e-6, err_msg=tag)
+        np.testing.assert_allclose(buckets[-1, 1], expected.max(), rtol=1e-6, err_msg=tag)
+    ratios = np.asarray(statistics["trust_ratio"][adapted], np.float64).ravel()
+    assert len(set(ratios.round(6))) == 3 and ratios.max() == 1.0  # three distinct, one capped
+    for name, value in (("min", ratios.min()), ("median", np.median(ratios)),
+                        ("max", ratios.max())):
+        np.testing.assert_allclose(written[f"trust_ratio/{name}"][0][1], value, rtol=1e-6)
+    assert suspects["at_cap"] == ["kernel_4"]
+    for kind, paths in suspects.items():
+        assert written[f"suspect_layers/{kind}"][0][1] == len(paths), kind
+
+
+def test_monitor_without_tensorboard_fails_when_built_and_writes_no_file(tmp_path, monkeypatch):
+    tf = pytest.importorskip("tensorflow")
+    # What tf.summary checks at each write: the import of TensorBoard's summary ops. Without
+    # them TensorFlow raises TBNotInstalledError, as in an install of tensorflow-cpu alone.
+    _uninstall(monkeypatch, "tensorboard.summary.v2")
+    with pytest.raises(Exception, match="TensorBoard is not installed"):
+        tf.summary.scalar("x", 1.0, step=0)
+    log_dir = tmp_path / "trust_ratios"
+    with pytest.raises(SummariesNotAvailableError, match="TensorBoard is not installed") as error:
+        TrustRatioMonitor(str(log_dir))
+    assert isinstance(error.value, ImportError)
+    message = str(error.value)
+    assert "pip install tensorflow tensorboard" in message and "tf-lamb[tf-cpu]" in message
+    assert "log_dir=None" in message
+    assert list(tmp_path.iterdir()) == []  # no folder, no event file
+
+
+def test_monitor_without_tensorflow_names_what_to_install(tmp_path, monkeypatch):
+    # A JAX or PyTorch install without TensorFlow.
+    _uninstall(monkeypatch, "tensorflow")
+    with pytest.raises(SummariesNotAvailableError, match="TensorFlow is not installed") as error:
+        TrustRatioMonitor(str(tmp_path / "trust_ratios"), every_n_steps=5)
+    assert "pip install tensorflow tensorboard" in str(error.value)
+    assert "log_dir=None" in str(error.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_monitor_without_log_dir_needs_neither_tensorflow_nor_tensorboard(monkeypatch):
+    # On any backend: warnings only.
+    optimizer = tf_lamb.LAMB(learning_rate=0.01, max_trust_ratio=1e-4)
+    variables = [keras.Variable(np.ones((3, 2), "float32"), name="kernel")]
+    optimizer.apply([keras.ops.convert_to_tensor(np.ones((3, 2), "float32"))], variables)
+    _uninstall(monkeypatch, "tensorflow", "tensorboard", "tensorboard.summary.v2")
+    monitor = TrustRatioMonitor(every_n_steps=1)
+    with pytest.warns(RuntimeWarning, match="at max_trust_ratio"):
+        suspects = monitor.record(optimizer, step=1)
+    assert suspects["at_cap"] == ["kernel"]
+    monitor.on_train_end()
 
 
 def test_monitor_rejects_bad_arguments_and_other_optimizers():

@@ -57,6 +57,60 @@ def find_suspect_layers(statistics, max_trust_ratio=None, rtol=1e-6):
     return {kind: list(paths[(mask & adapted).any(axis=1)]) for kind, mask in masks.items()}
 
 
+#: How to get what ``tf.summary`` writes with, for :class:`TrustRatioMonitor` ``log_dir``.
+SUMMARY_INSTALL = (
+    "`pip install tensorflow tensorboard`, or `pip install tf-lamb[tf-cpu]` (tensorflow-cpu "
+    "with tensorboard)"
+)
+
+
+class SummariesNotAvailableError(ImportError):
+    """TensorBoard summaries were asked for, but TensorFlow or TensorBoard is not installed.
+
+    An ``ImportError``: ``tf.summary`` needs both, and checks for TensorBoard only when it
+    writes (TensorFlow raises its ``TBNotInstalledError`` at the first ``tf.summary.scalar``,
+    after the event file is open); :func:`check_summaries` checks the same thing up front.
+    """
+
+
+def check_summaries(user="TrustRatioMonitor(log_dir=...)", install=SUMMARY_INSTALL,
+                    without=None):
+    """Checks that ``tf.summary`` can write scalars and histograms; creates no file.
+
+    ``tf.summary.scalar`` and ``tf.summary.histogram`` import their implementation from
+    ``tensorboard.summary.v2`` at each call and raise ``TBNotInstalledError`` when that import
+    fails (``tensorflow/python/summary/tb_summary.py``); this makes the same imports now, so a
+    run stops before its first step instead of at its first summary.
+
+    Args:
+        user: what writes the summaries, named in the message.
+        install: how to install what is missing, named in the message.
+        without: optional sentence appended to the message (e.g. how to run without them).
+
+    Raises:
+        SummariesNotAvailableError: TensorFlow or TensorBoard is not installed.
+    """
+    missing = None
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as error:
+        missing, cause = "TensorFlow", error
+    else:
+        try:
+            from tensorboard.summary.v2 import histogram, scalar  # noqa: F401
+        except ImportError as error:
+            missing, cause = "TensorBoard", error
+    if missing is None:
+        return
+    message = (
+        f"{user} writes TensorBoard summaries through tf.summary, which needs TensorFlow and "
+        f"TensorBoard, but {missing} is not installed ({cause}). Install with {install}."
+    )
+    if without:
+        message += " " + without
+    raise SummariesNotAvailableError(message) from cause
+
+
 def layerwise_optimizer(optimizer):
     """The :class:`LayerwiseOptimizer` inside ``optimizer`` (unwrapping a LossScaleOptimizer).
 
@@ -87,8 +141,9 @@ class TrustRatioMonitor(keras.callbacks.Callback):
       or infinite, or at ``max_trust_ratio`` (:data:`SUSPECT_KINDS`).
 
     Use it in ``model.fit(callbacks=[...])``, or call :meth:`record` from a custom training
-    loop. Summaries go through ``tf.summary``, so ``log_dir`` needs TensorFlow installed (any
-    Keras backend); warnings need nothing.
+    loop. Summaries go through ``tf.summary``, so ``log_dir`` needs TensorFlow and TensorBoard
+    installed (any Keras backend; ``tensorflow-cpu`` does not bring TensorBoard), checked here
+    (:func:`check_summaries`) before any file is written; warnings need neither.
 
     Args:
         log_dir: str or None, the TensorBoard folder (e.g. Keras' TensorBoard ``log_dir`` +
@@ -98,7 +153,8 @@ class TrustRatioMonitor(keras.callbacks.Callback):
 
     Raises:
         ValueError: ``every_n_steps`` < 1.
-        ImportError: ``log_dir`` is given and TensorFlow is not installed.
+        SummariesNotAvailableError: (an ``ImportError``) ``log_dir`` is given and TensorFlow
+            or TensorBoard is not installed; the message says what to install.
     """
 
     def __init__(self, log_dir=None, every_n_steps=100, warn=True):
@@ -113,8 +169,10 @@ class TrustRatioMonitor(keras.callbacks.Callback):
         self.warn = bool(warn)
         self._warned = set()
         self._writer = None
-        if log_dir is not None:
-            import tensorflow as tf  # noqa: F401  (fails here, not at the first write)
+        if log_dir is not None:  # Fails here, not at the first write.
+            check_summaries(
+                without="TrustRatioMonitor(log_dir=None) only warns, and needs neither."
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         optimizer = layerwise_optimizer(self.model.optimizer)
@@ -178,4 +236,12 @@ class TrustRatioMonitor(keras.callbacks.Callback):
             )
 
 
-__all__ = ["SUSPECT_KINDS", "TrustRatioMonitor", "find_suspect_layers", "layerwise_optimizer"]
+__all__ = [
+    "SUMMARY_INSTALL",
+    "SUSPECT_KINDS",
+    "SummariesNotAvailableError",
+    "TrustRatioMonitor",
+    "check_summaries",
+    "find_suspect_layers",
+    "layerwise_optimizer",
+]

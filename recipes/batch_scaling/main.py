@@ -26,6 +26,7 @@ from absl import app, flags
 # own setting wins. Set before ``study`` imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ..common import runtime  # noqa: E402
 from . import data as data_lib  # noqa: E402
 from . import models, report, study  # noqa: E402
 
@@ -193,8 +194,11 @@ def execute(config, dataset=None, progress=True, out=sys.stdout):
     Raises:
         study.FlagError: invalid settings.
         data.DataNotFoundError: no Fashion-MNIST found.
+        runtime.WriterNotInstalledError: matplotlib, which draws the plot, is not installed
+            (checked before anything is read, trained or written).
     """
     study.validate(config)
+    runtime.check_writers(plots=True)
     if dataset is None:
         dataset = data_lib.load_fashion_mnist(config.data_dir or None)
     source = dataset.source
@@ -263,7 +267,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     try:
         execute(config)
-    except data_lib.DataNotFoundError as e:
+    except (data_lib.DataNotFoundError, *runtime.WRITER_ERRORS) as e:
         sys.exit(f"ERROR: {e}")
     except study.FlagError as e:  # A check that needed the data (e.g. a batch > its size).
         raise app.UsageError(str(e)) from None

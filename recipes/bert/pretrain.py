@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 import tf_lamb  # noqa: E402
 from tf_lamb.optimizers import layerwise  # noqa: E402
 
-from ..common import checkpointing, distribute, driver, tfrecords, training  # noqa: E402
+from ..common import checkpointing, distribute, driver, runtime, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -112,11 +112,13 @@ def make_optimizer(config, variables):
         epsilon=config.epsilon, global_clipnorm=config.global_clipnorm or None,
     )
     if config.optimizer == "lamb":
+        # Google's LAMB (and tfa's rule): the no-decay layers also keep a trust ratio of 1.
         return tf_lamb.LAMB(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
                             **common)
     if config.optimizer == "lans":
+        # The LANS authors adapt every layer, the no-decay group (LayerNorm, bias) included.
         return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
-                            **common)
+                            exclude_from_layer_adaptation=[], **common)
     optimizer = AdamW(weight_decay=config.weight_decay, **common)
     excluded = layerwise.Exclusions(EXCLUDE, "exclude_from_weight_decay")  # LAMB's matching
     optimizer.exclude_from_weight_decay(var_list=[v for v in variables if excluded.matches(v)])
@@ -213,11 +215,14 @@ def run(fv=FLAGS, log=print):
 
     Raises:
         ValueError, FileNotFoundError: bad flags or inputs, naming the flag or file.
+        tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard is not installed (checked
+            before anything is read or written).
     """
     if not fv.output_dir:
         raise ValueError("--output_dir is required.")
     if not fv.train_files:
         raise ValueError("--train_files is required.")
+    runtime.check_writers(summaries=True)
     config = resolve_config(fv)
     train_files = tfrecords.list_files(fv.train_files)
     eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []

@@ -20,7 +20,7 @@ import tqdm
 
 import tf_lamb
 
-from . import checkpointing, distribute
+from . import checkpointing, distribute, runtime
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -130,11 +130,16 @@ class RunLog:
     A run resumed from step ``step`` first drops the history lines of later steps (a killed
     run logged them after its last checkpoint; they are trained again) and a last line cut
     short by the kill, so every step appears once.
+
+    Raises:
+        tf_lamb.callbacks.SummariesNotAvailableError: ``enabled`` and TensorBoard (or
+            TensorFlow) is not installed; checked before any file is opened.
     """
 
     def __init__(self, output_dir, enabled, step=0):
         self.enabled = enabled
         if enabled:
+            runtime.check_writers(summaries=True)
             path = os.path.join(output_dir, "history.jsonl")
             _drop_history_after(path, step)
             self.history = open(path, "a")
@@ -256,14 +261,15 @@ def open_checkpoints(strategy, fv, run_config, log=print, **objects):
 
 def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
     """A console-script entry point: defines the flags, parses ``sys.argv``, calls ``run()``,
-    and turns any of ``errors`` into ``error: <message>`` and exit status 1."""
+    and turns any of ``errors``, or a missing writer (:func:`runtime.check_writers`), into
+    ``error: <message>`` and exit status 1."""
     from absl import app
 
     def main(argv):
         del argv
         try:
             run()
-        except errors as error:
+        except tuple(errors) + runtime.WRITER_ERRORS as error:
             sys.exit(f"error: {error}")
 
     define_flags()

@@ -1,6 +1,51 @@
-"""Process set-up shared by the recipes."""
+"""Process set-up shared by the recipes: seeding, and checking up front that what a recipe
+writes its results with is installed."""
 
 import keras
+
+from tf_lamb.callbacks import SummariesNotAvailableError, check_summaries
+
+#: How to install what the recipes write with (the ``recipes`` extra brings TensorBoard and
+#: matplotlib).
+RECIPES_INSTALL = "`pip install tf-lamb[recipes]` (or `pip install tensorboard matplotlib`)"
+
+
+class WriterNotInstalledError(ImportError):
+    """A package a recipe writes its results with (matplotlib for a study's plot) is missing."""
+
+
+def check_writers(summaries=False, plots=False):
+    """Checks, before a recipe's first step, that what it writes with is installed; creates
+    no file.
+
+    Args:
+        summaries: bool, the run writes TensorBoard summaries (``tf.summary``: TensorFlow and
+            TensorBoard; see :func:`tf_lamb.callbacks.check_summaries`).
+        plots: bool, the run draws a plot (matplotlib).
+
+    Raises:
+        tf_lamb.callbacks.SummariesNotAvailableError: ``summaries`` and TensorBoard (or
+            TensorFlow) is not installed.
+        WriterNotInstalledError: ``plots`` and matplotlib is not installed.
+        Both are ``ImportError`` subclasses whose message says what to install.
+    """
+    if summaries:
+        check_summaries(
+            user="This recipe (its train/ and eval/ summaries under --output_dir)",
+            install=RECIPES_INSTALL,
+        )
+    if plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as error:
+            raise WriterNotInstalledError(
+                f"This study draws its results with matplotlib, which is not installed "
+                f"({error}). Install with {RECIPES_INSTALL}."
+            ) from error
+
+
+#: The errors :func:`check_writers` raises, for the programs' error handlers.
+WRITER_ERRORS = (SummariesNotAvailableError, WriterNotInstalledError)
 
 
 def seed_everything(seed):

@@ -36,7 +36,7 @@ from ..batch_scaling import data as data_lib  # noqa: E402
 from ..batch_scaling import main as study_main  # noqa: E402  (defines the study's flags)
 from ..batch_scaling import report, study  # noqa: E402
 from ..bert import corpus  # noqa: E402
-from ..common import driver  # noqa: E402
+from ..common import driver, runtime  # noqa: E402
 from . import language_model, legw, text  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -149,7 +149,12 @@ def execute(config, rules, task, progress=True, out=sys.stdout):
     Args:
         config: a ``StudyConfig``; ``rules``: names from ``legw.RULES``; ``task``: a
             :class:`Task` (:func:`rows_task` or :func:`text_task`).
+
+    Raises:
+        runtime.WriterNotInstalledError: matplotlib, which draws the plot, is not installed
+            (checked before anything is trained or written).
     """
+    runtime.check_writers(plots=True)
     os.makedirs(config.output_dir, exist_ok=True)
     wanted = settings(config, task.dataset.source, task.settings)
     finished = finished_runs(config.output_dir, wanted)
@@ -241,7 +246,7 @@ def main(argv):
         execute(config, FLAGS.rules, task)
     except (study.FlagError, ValueError) as error:
         raise app.UsageError(str(error)) from None
-    except (data_lib.DataNotFoundError, FileNotFoundError) as error:
+    except (data_lib.DataNotFoundError, FileNotFoundError, *runtime.WRITER_ERRORS) as error:
         sys.exit(f"ERROR: {error}")
 
 

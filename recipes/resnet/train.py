@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 import tf_lamb  # noqa: E402
 
-from ..common import distribute, driver, tfrecords, training  # noqa: E402
+from ..common import distribute, driver, runtime, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -148,11 +148,14 @@ def run(fv=FLAGS, log=print):
 
     Raises:
         ValueError, FileNotFoundError: bad flags or inputs, naming the flag or file.
+        tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard is not installed (checked
+            before anything is read or written).
     """
     if not fv.output_dir:
         raise ValueError("--output_dir is required.")
     if not (fv.train_files or fv.tfds_name):
         raise ValueError("--train_files (or --tfds_name) is required.")
+    runtime.check_writers(summaries=True)
     train_files = tfrecords.list_files(fv.train_files) if fv.train_files else []
     eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
     metadata = read_metadata(train_files)

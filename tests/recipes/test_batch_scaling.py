@@ -4,12 +4,14 @@ import csv
 import gzip
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 from absl import flags
 
 from recipes.batch_scaling import data, main, models, report, study
+from recipes.common import runtime
 
 DEBIAN_FILES_PRESENT = all(
     os.path.isfile(os.path.join(data.DEBIAN_DIR, stem + ".gz")) for stem in data.FILES.values()
@@ -297,6 +299,21 @@ def test_tiny_study_writes_csv_png_and_json_with_one_row_per_run(fashion_mnist, 
     assert record["train_examples_used"] == 4096 and record["last_partial_batch"] == "dropped"
     with open(paths["results"]) as f:
         assert len(json.load(f)["rows"]) == 4
+
+
+def test_without_matplotlib_the_study_stops_before_reading_or_training(tmp_path, monkeypatch):
+    # The plot is drawn last; a missing matplotlib must stop the study before its first run.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr(data, "load_fashion_mnist", lambda *a, **k: pytest.fail("read data"))
+    monkeypatch.setattr(study, "run_one", lambda *a, **k: pytest.fail("trained"))
+    output_dir = tmp_path / "study"
+    config = study.StudyConfig(batch_sizes=(64, 128), base_batch_size=64, epochs=1,
+                               output_dir=str(output_dir))
+    with pytest.raises(runtime.WriterNotInstalledError, match="matplotlib") as error:
+        main.execute(config, progress=False)
+    assert isinstance(error.value, ImportError)
+    assert "pip install tf-lamb[recipes]" in str(error.value)
+    assert not output_dir.exists()
 
 
 def test_plot_labels_of_collapsed_runs_do_not_overlap(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,8 +24,9 @@ from recipes.bert import configs, input_pipeline
 from recipes.bert import model as model_lib
 from recipes.bert import pretrain as pretrain_lib
 from recipes.common import distribute
+from tf_lamb.callbacks import SummariesNotAvailableError
 
-from .bert_runs import assert_same_weights, command, history, pretrain, weights
+from .bert_runs import ROOT, assert_same_weights, command, environment, history, pretrain, weights
 
 pytestmark = pytest.mark.slow
 
@@ -167,6 +170,36 @@ def test_bad_inputs_stop_with_the_flag_or_file_named(bert_data_dir, tmp_path):
     assert not (tmp_path / "c").exists() or not list((tmp_path / "c").glob("ckpt-*"))
 
 
+WITHOUT_TENSORBOARD = """
+import runpy, sys
+sys.modules["tensorboard.summary.v2"] = None  # what tf.summary imports at each write
+sys.argv = sys.argv[1:]
+runpy.run_module("recipes.bert.pretrain", run_name="__main__")
+"""
+
+
+def test_without_tensorboard_the_run_stops_before_writing_anything(tmp_path, monkeypatch):
+    # tf-lamb[recipes] beside tensorflow-cpu, which does not bring TensorBoard: the run must
+    # stop at once, not at its first summary (TBNotInstalledError) with files half written.
+    data_dir, output_dir = tmp_path / "data", tmp_path / "run"
+    argv = command(data_dir, output_dir)
+    proc = subprocess.run([sys.executable, "-c", WITHOUT_TENSORBOARD, *argv[2:]],
+                          env=environment(), capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "error: This recipe" in proc.stderr and "TensorBoard is not installed" in proc.stderr
+    assert "pip install tf-lamb[recipes]" in proc.stderr
+    assert not output_dir.exists()
+    # The same run() in this process.
+    monkeypatch.setitem(sys.modules, "tensorboard.summary.v2", None)
+    fv = flags.FlagValues()
+    pretrain_lib.define_flags(fv)
+    fv(argv[2:])
+    with pytest.raises(SummariesNotAvailableError, match="tf-lamb\\[recipes\\]"):
+        pretrain_lib.run(fv, log=lambda *_: None)
+    assert not output_dir.exists()
+
+
 def test_records_that_do_not_fit_the_flags_stop_naming_the_file_and_flag(bert_data_dir, tmp_path):
     # Phase 2's shapes on phase 1's records.
     message = pretrain_error(bert_data_dir, tmp_path / "a", "--max_seq_length=512",
@@ -298,3 +331,25 @@ def test_every_optimizer_decays_exactly_the_weights_outside_layer_norm_and_bias(
     kept = {v.path for v in variables if not re.search("LayerNorm|layer_norm|bias", v.path)}
     assert decayed == kept
     assert any("layer_norm" in v.path for v in variables) and len(kept) < len(variables)
+
+
+@pytest.mark.parametrize(
+    "config_name, no_decay_adapts",
+    [("bert_large_lans_phase1_96k", True), ("bert_large_phase1_64k", False)],
+)
+def test_lans_adapts_every_layer_and_lamb_keeps_googles_exclusions(config_name, no_decay_adapts):
+    # The LANS authors' kernel adapts every layer, the no-decay group (LayerNorm, bias)
+    # included; Google's LAMB (tfa's rule) gives that group a trust ratio of 1.
+    import keras
+
+    with keras.name_scope("encoder"):
+        kernel = keras.Variable(np.ones((3, 3)), name="kernel")
+        with keras.name_scope("LayerNorm"):
+            gamma = keras.Variable(np.ones(3), name="gamma")
+        bias = keras.Variable(np.zeros(3), name="bias")
+    optimizer = pretrain_lib.make_optimizer(configs.CONFIGS[config_name], [kernel, gamma, bias])
+    optimizer.build([kernel, gamma, bias])
+    settings = {path: (rate, adapts) for path, rate, adapts in optimizer.layer_settings()}
+    assert settings["encoder/kernel"] == (0.01, True)
+    assert settings["encoder/LayerNorm/gamma"] == (0.0, no_decay_adapts)
+    assert settings["encoder/bias"] == (0.0, no_decay_adapts)

@@ -7,10 +7,13 @@ import io
 import json
 import math
 import os
+import sys
+import types
 
 import pytest
 
 from recipes.batch_scaling import study
+from recipes.common import runtime
 from recipes.lstm import legw
 from recipes.lstm import main as legw_main
 
@@ -46,6 +49,34 @@ def test_time_to_base_perplexity_counts_lower_as_better():
     assert [(r["epochs_to_base"], r["seconds_to_base"]) for r in rows] == [
         (3, 15.0), (2, 10.0), (None, None)]
     assert legw.metric_value({"test_loss": "800"}, "perplexity") == math.inf
+
+
+def test_each_rule_sets_its_warmup_and_peak_at_every_batch_size(monkeypatch):
+    # The rules as the module documents them, at k = 1, 4 and 16 times the base batch: legw
+    # and none scale the peak by sqrt(k), linear by k; none has no warmup, linear a fixed one
+    # in epochs, legw the base batch's warmup steps. Runs stand in for training (no data).
+    def run_one(config, dataset, name, batch, progress=True, build_model=None):
+        sched = study.build_schedule(config, batch, len(dataset.x_train),
+                                     base_learning_rate=config.learning_rate(name))
+        return {"optimizer": name, "global_batch_size": batch, "test_accuracy": 0.5,
+                "test_loss": 1.0, "epoch_logs": [], "peak_learning_rate": sched.peak_learning_rate,
+                "warmup_steps": sched.warmup_steps, "steps_per_epoch": sched.steps_per_epoch}
+
+    monkeypatch.setattr(study, "run_one", run_one)
+    config = study.StudyConfig(optimizers=("lamb", "momentum"), batch_sizes=(64, 256, 1024),
+                               base_batch_size=64, epochs=4, base_warmup_epochs=0.25,
+                               train_examples=8192)
+    rows = legw.run_rules(config, types.SimpleNamespace(x_train=range(8192)), progress=False)
+    assert len(rows) == 3 * 2 * 3
+    for r in rows:
+        k = r["global_batch_size"] // 64
+        base = config.learning_rate(r["optimizer"])
+        peak = {"legw": math.sqrt(k), "none": math.sqrt(k), "linear": k}[r["rule"]] * base
+        assert r["peak_learning_rate"] == pytest.approx(peak, rel=1e-6), r
+        base_warmup = 0.25 * 8192 // 64  # 32 steps of the base batch
+        warmup = {"legw": base_warmup, "none": 0,
+                  "linear": math.ceil(0.25 * r["steps_per_epoch"])}[r["rule"]]
+        assert r["warmup_steps"] == warmup, r
 
 
 @pytest.mark.slow
@@ -109,6 +140,18 @@ def test_rules_run_the_lstm_study_with_their_warmup_and_scaling(fashion, tmp_pat
         legw_main.merge(merged_config, "rows", [str(tmp_path / "missing")], out=io.StringIO())
     with pytest.raises(ValueError, match="--rules must be among legw, linear, none"):
         legw.run_rules(config, study.select(fashion, 1024), rules=("cosine",))
+
+
+def test_without_matplotlib_the_comparison_stops_before_its_first_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setattr(study, "run_one", lambda *a, **k: pytest.fail("trained"))
+    output_dir = tmp_path / "legw"
+    config = study.StudyConfig(optimizers=("lamb",), batch_sizes=(64, 256), base_batch_size=64,
+                               epochs=1, model="lstm", output_dir=str(output_dir))
+    with pytest.raises(runtime.WriterNotInstalledError, match="pip install tf-lamb\\[recipes\\]"):
+        legw_main.execute(config, tuple(legw.RULES), task=None, progress=False,
+                          out=io.StringIO())
+    assert not output_dir.exists()
 
 
 def test_perplexity_plot_and_table_keep_diverged_runs_readable(tmp_path):

@@ -19,6 +19,7 @@ from absl import flags
 from recipes.common import tfrecords
 from recipes.resnet import configs, convert, input_pipeline, model as model_lib, records
 from recipes.resnet import train as train_lib
+from tf_lamb.callbacks import SummariesNotAvailableError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MEAN = np.array(input_pipeline.MEAN_RGB) * 255.0
@@ -178,6 +179,18 @@ def test_imagenet_configs_step_under_each_optimizer(record_dir, tmp_path, config
     assert saved["model"] == model and saved["label_offset"] == 1
     assert saved["optimizer"] == {"mlperf_lars_8k": "lars", "lamb_32k": "lamb",
                                   "goyal_momentum_8k": "momentum"}[config]
+
+
+def test_without_tensorboard_the_run_stops_before_reading_or_writing(tmp_path, monkeypatch):
+    # tensorflow-cpu without tensorboard: tf.summary would fail at the first scalar.
+    monkeypatch.setitem(sys.modules, "tensorboard.summary.v2", None)
+    output_dir = tmp_path / "run"
+    fv = _flags("--config=fashion_lamb_2k", f"--train_files={tmp_path}/records/train-*",
+                f"--output_dir={output_dir}")
+    with pytest.raises(SummariesNotAvailableError, match="TensorBoard is not installed") as error:
+        train_lib.run(fv, log=lambda *_: None)
+    assert "pip install tf-lamb[recipes]" in str(error.value)
+    assert not output_dir.exists()
 
 
 def _command(record_dir, output_dir, *args):
