@@ -392,3 +392,17 @@ def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
     with pytest.raises(ValueError, match="global_clipnorm.*_clip_gradients"):
         optimizer_class(learning_rate=0.1, global_clipnorm=0.5)
     optimizer_class(learning_rate=0.1)  # Without the clip it runs Keras' per-variable loop.
+
+
+@pytest.mark.parametrize(
+    "name, optimizer_class", [("LAMB", tf_lamb.LAMB), ("LARS", tf_lamb.LARS), ("LANS", tf_lamb.LANS)]
+)
+def test_the_registered_name_works_as_a_compile_string(name, optimizer_class):
+    # compile(optimizer="tf_lamb>LAMB"), as the README documents: Keras looks registered
+    # classes up by "package>name".
+    x, y = _data()
+    model = _model()
+    model.compile(optimizer=f"tf_lamb>{name}", loss="mse")
+    assert type(model.optimizer) is optimizer_class
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) > 0

@@ -24,9 +24,10 @@ class LARS(layerwise.LayerwiseOptimizer):
         w = w - v            (nesterov: w = w - (momentum * v + lr * trust * (g + wd * w)))
 
     The learning rate sits inside the momentum buffer and the denominator is
-    ``||g|| + wd ||w||``, as in ``tf.contrib.opt.LARSOptimizer`` and the MLPerf TF2 port (the
-    submitted ResNet-50 results); optax and Model Garden use ``||g + wd w||`` instead, and
-    timm keeps the learning rate outside the buffer.
+    ``||g|| + wd ||w||``, as in MLPerf's TensorFlow 2 LARS (the ResNet-50 reference); optax
+    and Model Garden use ``||g + wd w||`` instead, and timm and TensorFlow 1.x's
+    ``tf.contrib.opt.LARSOptimizer`` keep the learning rate and the ratio outside the buffer
+    (contrib also adds no decay to the gradient: it expects it in the loss).
 
     ``form="paper"`` is Algorithm 1 of the LAMB paper, the same layer-wise scheme as LAMB
     with a momentum direction:
