@@ -17,11 +17,14 @@ from tf_lamb.optimizers import seams
 def dense_gradient(gradient, dtype):
     """The gradient as a dense tensor of ``dtype``.
 
-    Embedding gradients arrive as ``tf.IndexedSlices`` on the TensorFlow backend. A layer's
-    trust ratio needs the norm of its whole direction, so the moments are updated densely,
-    as tfa's LAMB did (there is no lazy, row-wise LAMB); repeated rows are summed.
+    Embedding gradients arrive as ``tf.IndexedSlices`` on the TensorFlow backend and may be
+    ``jax.experimental.sparse.BCOO`` arrays on JAX. A layer's trust ratio needs the norm of
+    its whole direction, so the moments are updated densely, as tfa's LAMB did (there is no
+    lazy, row-wise LAMB); repeated rows are summed.
     """
-    if hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
+    if hasattr(gradient, "todense"):  # JAX's BCOO
+        gradient = gradient.todense()
+    elif hasattr(gradient, "indices") and hasattr(gradient, "dense_shape"):
         indices = ops.expand_dims(gradient.indices, -1)
         gradient = ops.scatter(indices, gradient.values, gradient.dense_shape)
     return ops.cast(gradient, dtype)
