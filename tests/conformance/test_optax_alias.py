@@ -311,22 +311,12 @@ def test_preserve_dtype(opt_name, opt_kwargs, dtype):
     )
 
 
-# On JAX a complex variable goes through the step with its dtype unchanged (what this test
-# asserts), though the result is not the complex update (see test_optimization); TensorFlow
-# and PyTorch refuse the step.
-COMPLEX_XFAIL_OUTSIDE_JAX = pytest.mark.xfail(
-    BACKEND != "jax",
-    strict=True,
-    reason="README: Differences from the peers -- complex parameters are not supported "
-    "(optax's lamb takes complex64)",
-)
 
 
 @pytest.mark.parametrize(
     "opt_name, opt_kwargs, dtype",
     _dtype_params(
         ["float16", "bfloat16", "float32", "float64", "complex64", "complex128"],
-        complex_mark=COMPLEX_XFAIL_OUTSIDE_JAX,
     ),
 )
 def test_state_shape_dtype_shard_stability(opt_name, opt_kwargs, dtype):

@@ -133,3 +133,11 @@ def test_every_dtype_matches_float64_reference_with_rounded_storage(case, dtype)
         if slot.name not in ("iteration", "learning_rate", "layer_statistics"):
             # Slots as Keras makes them: the variable's dtype.
             assert keras.backend.standardize_dtype(slot.dtype) == dtype, slot.name
+
+
+@pytest.mark.parametrize("dtype", ["int32", "complex64"])
+def test_a_variable_that_is_not_real_floating_point_is_refused_by_name(dtype):
+    optimizer = tf_lamb.LAMB()
+    variable = keras.Variable(np.ones(3), dtype=dtype, name="counts", trainable=False)
+    with pytest.raises(ValueError, match=f"`counts` of dtype {dtype}"):
+        optimizer.build([variable])

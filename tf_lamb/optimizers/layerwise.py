@@ -479,9 +479,21 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         """Records per layer whether it decays and adapts; creates the statistics slot.
 
         Subclasses call this first, then create their slots.
+
+        Raises:
+            ValueError: a variable is not of a real floating-point dtype (float16, bfloat16,
+                float32 or float64); the trust ratio's norms are of real tensors.
         """
         if self.built:
             return
+        for variable in var_list:
+            dtype = keras.backend.standardize_dtype(variable.dtype)
+            if dtype not in HALF_DTYPES + ("float32", "float64"):
+                raise ValueError(
+                    f"{type(self).__name__} updates float16, bfloat16, float32 or float64 "
+                    f"variables. Received the variable "
+                    f"`{getattr(variable, 'path', variable.name)}` of dtype {dtype}."
+                )
         super().build(var_list)
         adapt = self._adaptation_exclusions or self._weight_decay_exclusions
         self._decay_rates = [
