@@ -34,6 +34,7 @@ import pytest
 from keras import ops
 
 import tf_lamb
+from tests.optimizers.harness import STRINGS_RESOLVE_REGISTERED_NAMES
 
 BACKEND = keras.backend.backend()
 TF_ONLY = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow-only peer test")
@@ -234,13 +235,14 @@ def test_constraints_are_applied(name):
 
 def test_get_method():
     # Keras' test resolves its built-in names ("sgd", "adamw"); tf_lamb's optimizers resolve
-    # by their registered names.
-    obj = keras.optimizers.get("tf_lamb>LAMB")
-    assert isinstance(obj, tf_lamb.LAMB)
-    obj = keras.optimizers.get("tf_lamb>LARS")
-    assert isinstance(obj, tf_lamb.LARS)
-    obj = keras.optimizers.get("tf_lamb>LANS")
-    assert isinstance(obj, tf_lamb.LANS)
+    # by their registered names: as strings up to Keras 3.15, as config dicts on every Keras
+    # (keras-nightly, 3.16, resolves strings to its built-in optimizers only).
+    for name, cls in [("LAMB", tf_lamb.LAMB), ("LARS", tf_lamb.LARS), ("LANS", tf_lamb.LANS)]:
+        obj = keras.optimizers.get({"class_name": f"tf_lamb>{name}", "config": {}})
+        assert isinstance(obj, cls)
+        if STRINGS_RESOLVE_REGISTERED_NAMES:
+            obj = keras.optimizers.get(f"tf_lamb>{name}")
+            assert isinstance(obj, cls)
 
     obj = keras.optimizers.get(None)
     assert obj is None

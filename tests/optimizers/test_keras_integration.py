@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 
 import keras
 import numpy as np
@@ -394,15 +393,23 @@ def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
     optimizer_class(learning_rate=0.1)  # Without the clip it runs Keras' per-variable loop.
 
 
+@pytest.mark.parametrize("form", ["string", "dict"])
 @pytest.mark.parametrize(
     "name, optimizer_class", [("LAMB", tf_lamb.LAMB), ("LARS", tf_lamb.LARS), ("LANS", tf_lamb.LANS)]
 )
-def test_the_registered_name_works_as_a_compile_string(name, optimizer_class):
-    # compile(optimizer="tf_lamb>LAMB"), as the README documents: Keras looks registered
-    # classes up by "package>name".
+def test_the_registered_name_works_in_compile(name, optimizer_class, form):
+    # compile(optimizer="tf_lamb>LAMB") or {"class_name": "tf_lamb>LAMB", "config": {...}}, as
+    # the README documents.
+    identifier = f"tf_lamb>{name}"
+    if form == "dict":
+        identifier = {"class_name": identifier, "config": {"learning_rate": 0.01}}
+    elif not harness.STRINGS_RESOLVE_REGISTERED_NAMES:
+        with pytest.raises(ValueError, match="Could not interpret optimizer identifier"):
+            keras.optimizers.get(identifier)
+        return
     x, y = _data()
     model = _model()
-    model.compile(optimizer=f"tf_lamb>{name}", loss="mse")
+    model.compile(optimizer=identifier, loss="mse")
     assert type(model.optimizer) is optimizer_class
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) > 0
