@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[tf-cpu,recipes,dev]"
+.venv/bin/python -m pip install --quiet -e ".[tf-cpu,recipes,dev]" -c scripts/constraints.txt
 if [ "${1:-}" = "--backends" ]; then
     # torch 2.13.0 is pinned so pip takes the CPU wheel rather than the CUDA build.
     .venv/bin/python -m pip install --quiet "jax[cpu]" "torch==2.13.0"

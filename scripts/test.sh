@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
 # TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1) among them,
-# then the optimizer, schedule and callback tests again on JAX and on PyTorch. Test files run
+# then the optimizer, conformance, schedule and callback tests again on JAX and on PyTorch,
+# all on the pinned Keras (scripts/constraints.txt), then the
+# optimizer and conformance tests on TensorFlow with two more Keras versions: the lowest
+# supported (3.10.0) and keras-nightly, each installed on its own (.venv/keras-overlays/,
+# ahead of the pinned Keras on the path; they need the same packages as keras). Test files run
 # on TF_LAMB_TEST_WORKERS processes (pytest-xdist; default 2), each file's tests in one of them
 # (--dist loadfile: a module's fixtures are built once).
 # Fails on a failing test and on "no tests collected" (pytest exit code 5).
@@ -22,6 +26,15 @@ run() {
 notebook_work=$(mktemp -d)
 TF_LAMB_SMOKE=1 TF_LAMB_WORK=$notebook_work run tensorflow tests colab --nbmake --nbmake-timeout=600
 rm -rf "$notebook_work"
-run jax tests/optimizers tests/schedules tests/test_callbacks.py
-run torch tests/optimizers tests/schedules tests/test_callbacks.py
+run jax tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py
+run torch tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py
+for keras_version in 3.10.0 nightly; do
+    overlay=.venv/keras-overlays/$keras_version
+    spec=keras==$keras_version
+    [ "$keras_version" = nightly ] && spec=keras-nightly
+    .venv/bin/python -m pip install --quiet --no-deps --upgrade --pre --target "$overlay" "$spec" \
+        || { echo "could not install $spec" >&2; status=1; continue; }
+    echo "== Keras $keras_version"
+    PYTHONPATH=$overlay run tensorflow tests/optimizers tests/conformance
+done
 exit $status
