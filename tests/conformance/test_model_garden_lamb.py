@@ -27,36 +27,9 @@ import pytest
 from keras import ops
 
 import tf_lamb
+from tests.conformance.lamb_numpy import get_beta_accumulators, lamb_update_numpy
 
 BACKEND = keras.backend.backend()
-
-
-def lamb_update_numpy(
-    param, g_t, t, m, v, lr=0.001, lamb_wd=0.0, beta1=0.9, beta2=0.999, epsilon=1e-6
-):
-    """Model Garden's NumPy LAMB step ``t`` (0-based), in float64."""
-    param, g_t = np.float64(param), np.float64(g_t)
-    m_t = beta1 * m + (1 - beta1) * g_t
-    v_t = beta2 * v + (1 - beta2) * g_t * g_t
-
-    m_t_hat = m_t / (1 - beta1 ** (t + 1))
-    v_t_hat = v_t / (1 - beta2 ** (t + 1))
-    update = m_t_hat / (np.sqrt(v_t_hat) + epsilon)
-    update = update + lamb_wd * param
-
-    w_norm = np.linalg.norm(param, ord=2)
-    g_norm = np.linalg.norm(update, ord=2)
-    ratio = np.where(w_norm > 0, np.where(g_norm > 0, w_norm / g_norm, 1.0), 1.0)
-
-    param_t = param - ratio * lr * update
-    return param_t, m_t, v_t
-
-
-def get_beta_accumulators(opt, dtype):
-    local_step = ops.cast(opt.iterations + 1, dtype)
-    beta_1_power = ops.power(ops.cast(opt.beta_1, dtype), local_step)
-    beta_2_power = ops.power(ops.cast(opt.beta_2, dtype), local_step)
-    return beta_1_power, beta_2_power
 
 
 def assert_all_close(a, b):

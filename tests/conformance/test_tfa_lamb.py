@@ -39,6 +39,7 @@ import pytest
 from keras import ops
 
 import tf_lamb
+from tests.conformance.lamb_numpy import get_beta_accumulators, lamb_update_numpy
 
 BACKEND = keras.backend.backend()
 TF_ONLY = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow-only peer test")
@@ -82,27 +83,6 @@ def maybe_run_functions_eagerly(request):
     tf.config.run_functions_eagerly(False)
 
 
-def lamb_update_numpy(
-    param, g_t, t, m, v, lr=0.001, lamb_wd=0.0, beta1=0.9, beta2=0.999, epsilon=1e-6
-):
-    """tfa's NumPy LAMB step ``t`` (0-based), in float64."""
-    param, g_t = np.float64(param), np.float64(g_t)
-    m_t = beta1 * m + (1 - beta1) * g_t
-    v_t = beta2 * v + (1 - beta2) * g_t * g_t
-
-    m_t_hat = m_t / (1 - beta1 ** (t + 1))
-    v_t_hat = v_t / (1 - beta2 ** (t + 1))
-    update = m_t_hat / (np.sqrt(v_t_hat) + epsilon)
-    update = update + lamb_wd * param
-
-    w_norm = np.linalg.norm(param, ord=2)
-    g_norm = np.linalg.norm(update, ord=2)
-    ratio = np.where(w_norm > 0, np.where(g_norm > 0, w_norm / g_norm, 1.0), 1.0)
-
-    param_t = param - ratio * lr * update
-    return param_t, m_t, v_t
-
-
 def assert_allclose_according_to_type(a, b, rtol=1e-6, atol=1e-6):
     """tfa's ``test_utils.assert_allclose_according_to_type``: looser for 16-bit floats."""
     a = np.asarray(ops.convert_to_numpy(a))
@@ -113,14 +93,6 @@ def assert_allclose_according_to_type(a, b, rtol=1e-6, atol=1e-6):
     if "bfloat16" in dtypes:
         rtol, atol = max(rtol, 1e-2), max(atol, 1e-2)
     np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol)
-
-
-def get_beta_accumulators(opt, dtype):
-    """``beta ** (iterations + 1)`` in ``dtype``, from the optimizer's own state."""
-    local_step = ops.cast(opt.iterations + 1, dtype)
-    beta_1_power = ops.power(ops.cast(opt.beta_1, dtype), local_step)
-    beta_2_power = ops.power(ops.cast(opt.beta_2, dtype), local_step)
-    return beta_1_power, beta_2_power
 
 
 def _dense_problem(dtype):
