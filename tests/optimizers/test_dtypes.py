@@ -22,16 +22,16 @@ pytestmark = pytest.mark.usefixtures("optimizer_path")
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
 #: Tolerances per dtype, over 8 steps that move each layer by about 5% of its norm.
-#: 16-bit: a layer's relative error in norm, ``||w - w_ref|| / ||w_ref||``, at most two units
-#: in the last place (float16 2**-10, bfloat16 2**-7 each; measured: at most 8e-5 and 2e-3).
-#: A stored value may round the other way where float32 and float64 disagree, which moves a
-#: few elements by more than their own last place in the next steps, so elements are not
-#: compared one by one; a direction wrong by a few percent, or a norm that overflows
-#: float16, exceeds it. float32: the harness' elementwise bound (state kept in float64).
+#: 16-bit: a layer's relative error in norm, ``||w - w_ref|| / ||w_ref||``, at most 5x and
+#: 3x what was measured (8e-5 and 2e-3; one unit in the last place is 9.8e-4 and 7.8e-3). A
+#: stored value may round the other way where float32 and float64 disagree, which moves a few
+#: elements by more than their own last place in the next steps, so elements are not compared
+#: one by one. Moments and directions computed in 16-bit, or a norm that overflows float16,
+#: exceed it; so does a direction wrong by a few percent. float32: the harness' elementwise bound (state kept in float64).
 #: float64: elementwise, the same formulas in another order (~1e-15 per operation).
 TOLERANCES = {
-    "float16": (2 * 2.0**-10, None),
-    "bfloat16": (2 * 2.0**-7, None),
+    "float16": (4e-4, None),
+    "bfloat16": (6e-3, None),
     "float32": (harness.RTOL, harness.ATOL),
     "float64": (1e-11, 1e-13),
 }
@@ -127,17 +127,19 @@ def test_every_dtype_matches_float64_reference_with_rounded_storage(case, dtype)
             if store is None:
                 np.testing.assert_allclose(actual, expected, rtol, atol, err_msg=message)
             else:
-                error = np.linalg.norm(actual - expected) / max(np.linalg.norm(expected), 1.0)
+                error = np.linalg.norm(actual - expected) / np.linalg.norm(expected)
                 assert error <= rtol, f"{message}: relative error {error:.2e} > {rtol:.2e}"
+        # The trust ratios, kept in float32 (compared where the reference records them);
+        # a 16-bit ratio moves with each rounding of its direction, so within 10x the
+        # weights' bound.
+        ratios = optimizer.layer_statistics()["trust_ratio"]
+        ratio_rtol = 10 * rtol if store is not None else max(rtol, 1e-6)
+        for i, recorded in enumerate(reference.statistics):
+            if recorded is not None:
+                np.testing.assert_allclose(ratios[i], recorded[2], rtol=ratio_rtol)
+    assert optimizer.layer_statistics()["trust_ratio"].dtype == np.float32
     for slot in optimizer.variables:
         if slot.name not in ("iteration", "learning_rate", "layer_statistics"):
             # Slots as Keras makes them: the variable's dtype.
             assert keras.backend.standardize_dtype(slot.dtype) == dtype, slot.name
 
-
-@pytest.mark.parametrize("dtype", ["int32", "complex64"])
-def test_a_variable_that_is_not_real_floating_point_is_refused_by_name(dtype):
-    optimizer = tf_lamb.LAMB()
-    variable = keras.Variable(np.ones(3), dtype=dtype, name="counts", trainable=False)
-    with pytest.raises(ValueError, match=f"`counts` of dtype {dtype}"):
-        optimizer.build([variable])

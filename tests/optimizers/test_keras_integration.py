@@ -382,8 +382,10 @@ def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
     # meaning, so tf_lamb refuses rather than change it silently.
     from tf_lamb.optimizers import seams
 
-    monkeypatch.setattr(seams, "fused_supported", lambda: False)
-    monkeypatch.setattr(seams, "describe_missing", lambda: "Keras X changed _clip_gradients.")
+    monkeypatch.setattr(seams, "clip_supported", lambda: False)
+    monkeypatch.setattr(
+        seams, "describe_missing", lambda clip_only: "Keras X changed _clip_gradients."
+    )
     if optimizer_class == "AdamW":
         optimizer_class = type(
             "AdamW", (tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW), {}

@@ -196,3 +196,11 @@ def test_lamb_on_a_layer_large_enough_to_fold_equals_the_reference():
         tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01), reference, weights,
         ["encoder/dense/kernel"], steps=3, shapes={"kernel": (512, 256)},
     )
+
+
+@pytest.mark.parametrize("dtype", ["int32", "complex64"])
+def test_a_variable_that_is_not_real_floating_point_is_refused_by_name(dtype):
+    optimizer = tf_lamb.LAMB()
+    variable = keras.Variable(np.ones(3), dtype=dtype, name="counts", trainable=False)
+    with pytest.raises(ValueError, match=f"`counts` of dtype {dtype}"):
+        optimizer.build([variable])

@@ -38,7 +38,7 @@ class ClipAfterSum:
     ``class AdamW(ClipAfterSum, keras.optimizers.AdamW): pass`` gives Keras' AdamW this
     behaviour; :class:`tf_lamb.optimizers.LayerwiseOptimizer` has it. It overrides private
     Keras methods (``_clip_gradients``, ``_all_reduce_sum_gradients``,
-    ``_backend_update_step``), checked by :func:`tf_lamb.optimizers.seams.fused_supported`.
+    ``_backend_update_step``), checked by :func:`tf_lamb.optimizers.seams.clip_supported`.
     ``clipnorm`` and ``clipvalue`` (per variable) are left to Keras.
 
     Raises:
@@ -49,11 +49,11 @@ class ClipAfterSum:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.global_clipnorm and not seams.fused_supported():
+        if self.global_clipnorm and not seams.clip_supported():
             raise ValueError(
                 "Argument `global_clipnorm` clips the global batch's gradient after the "
                 f"cross-replica sum and gradient accumulation, which needs hooks this Keras "
-                f"lacks. {seams.describe_missing()} Received: "
+                f"lacks. {seams.describe_missing(clip_only=True)} Received: "
                 f"global_clipnorm={self.global_clipnorm}. Pass global_clipnorm=None (and clip "
                 "in your own step), or use a Keras release that tf_lamb's tests pass on."
             )

@@ -55,10 +55,11 @@ class LAMB(layerwise.LayerwiseOptimizer):
             appendix text could not be checked here.
         weight_norm_bounds: ``(lower, upper)`` for ``phi``; default identity.
         max_trust_ratio: optional cap of the trust ratio (LAMBC). Default None.
-        **kwargs: ``fused`` (default None: one fused step over all layers where this Keras
-            was tested, else Keras' per-variable loop) and ``jit_compile`` (default True:
-            TensorFlow XLA-compiles the fused step; False: plain graph mode, on TensorFlow's
-            fused Adam kernel), see
+        **kwargs: ``fused`` (default None: one fused step over all layers where Keras has
+            the hooks it overrides, see :mod:`tf_lamb.optimizers.seams`, else Keras'
+            per-variable loop) and ``jit_compile`` (default True: TensorFlow XLA-compiles the
+            fused step; False: plain graph mode, on TensorFlow's fused Adam kernel for
+            float32 and float64 layers), see
             :class:`tf_lamb.optimizers.LayerwiseOptimizer`; and the
             ``keras.optimizers.Optimizer`` arguments: ``name``, ``global_clipnorm``
             (NVLAMB's gradient pre-normalization with 1.0), ``clipnorm``, ``clipvalue``,
@@ -144,13 +145,7 @@ class LAMB(layerwise.LayerwiseOptimizer):
         ):
             direction = self._kernel_direction(variable, m, v, g, t)
         else:
-            # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter
-            # cancels when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
-            self._store(m, self.beta_1 * layerwise.as_compute(m) + (1.0 - self.beta_1) * g)
-            self._store(
-                v, self.beta_2 * layerwise.as_compute(v) + (1.0 - self.beta_2) * ops.square(g)
-            )
-            m, v = layerwise.as_compute(m), layerwise.as_compute(v)
+            m, v = self._update_moments(m, v, g, self.beta_1, self.beta_2)
             direction = self._ops_direction(m, v, g, t, dtype)
         return self._apply_layerwise(
             variable, index, learning_rate, [direction], mode=self.weight_decay_mode

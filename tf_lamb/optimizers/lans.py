@@ -20,7 +20,7 @@ class LANS(layerwise.LayerwiseOptimizer):
         g = g + wd * w                                   (weight_decay_mode="l2" only)
         m = beta_1 * m + (1 - beta_1) * g;  v = beta_2 * v + (1 - beta_2) * g**2
         d = sqrt(v / (1 - beta_2**t)) + epsilon
-        r = m / (1 - beta_1**t) / d + wd * w;  c = g / d + wd * w
+        r = m / (1 - beta_1**t) / d + wd * w;  c = g / d + wd * w   (wd * w: "inside" only)
         w = w - lr * (beta_1 * phi(||w||) / ||r|| * r + (1 - beta_1) * phi(||w||) / ||c|| * c)
 
     Both terms are taken at the same ``w``, as in the authors' fused kernel (MXNet's Python
@@ -135,11 +135,7 @@ class LANS(layerwise.LayerwiseOptimizer):
 
     def _ops_directions(self, m, v, g, t, dtype):
         """The two directions from the normalized gradient ``g``, in ``keras.ops``."""
-        # beta * m + (1 - beta) * g rather than m + (g - m) * (1 - beta): the latter cancels
-        # when beta is small (exact sign SGD at beta = 0 needs m = g exactly).
-        self._store(m, self.beta_1 * layerwise.as_compute(m) + (1.0 - self.beta_1) * g)
-        self._store(v, self.beta_2 * layerwise.as_compute(v) + (1.0 - self.beta_2) * ops.square(g))
-        m, v = layerwise.as_compute(m), layerwise.as_compute(v)
+        m, v = self._update_moments(m, v, g, self.beta_1, self.beta_2)
         # d = sqrt(v_hat) + eps = (sqrt(v) + eps sqrt(c_2)) / sqrt(c_2), c = 1 - beta**t: the
         # two directions m_hat / d and g / d carry their bias corrections as scalars.
         m_scale, g_scale, epsilon = self._once_per_step(

@@ -707,6 +707,18 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
             value = ops.cast(value, variable.dtype)
         self.assign(variable, value)
 
+    def _update_moments(self, m, v, g, beta_1, beta_2):
+        """Adam's moments from ``g`` (a tensor of the layer's compute dtype): ``m <- beta_1 m
+        + (1 - beta_1) g`` and ``v <- beta_2 v + (1 - beta_2) g**2``, stored in their slots;
+        returns the stored values, read back as compute-dtype tensors.
+
+        ``beta * m + (1 - beta) * g`` rather than ``m + (g - m) * (1 - beta)``: the latter
+        cancels when ``beta`` is small (exact sign SGD at ``beta = 0`` needs ``m = g``).
+        """
+        self._store(m, beta_1 * as_compute(m) + (1.0 - beta_1) * g)
+        self._store(v, beta_2 * as_compute(v) + (1.0 - beta_2) * ops.square(g))
+        return as_compute(m), as_compute(v)
+
     def _move(self, variable, step, shrink=None):
         """``w <- w * shrink - step`` (``shrink`` None: ``w - step``), ``step`` in the layer's
         compute dtype; a 16-bit ``w`` is rounded once, from the float32 result."""
@@ -716,7 +728,7 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
         elif shrink is None:
             self.assign_sub(variable, step)
         else:
-            self.assign(variable, variable * shrink - step)
+            self.assign(variable, as_compute(variable) * shrink - step)
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' per-variable step (the fallback path): one layer through ``_update_layer``."""

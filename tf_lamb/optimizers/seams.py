@@ -3,10 +3,11 @@
 The fused step (all layers in one call) and :class:`~tf_lamb.optimizers.ClipAfterSum` (the
 global batch's gradient clipped after the cross-replica sum) override private methods of
 ``keras.optimizers.Optimizer``. Rather than trusting a range of Keras versions, tf_lamb checks
-that each hook exists and takes the parameters it is called with; a Keras release that keeps
-them (as every release from 3.10 on has) needs no new tf_lamb, and one that changes them
-turns the fused step off and makes ``global_clipnorm`` raise at construction, so its meaning
-never changes silently.
+that each hook exists and takes the parameters it is called with (every release from 3.10 on,
+and keras-nightly, has them). A release that drops a hook or changes its parameters turns the
+fused step off and makes ``global_clipnorm`` raise at construction. A release that keeps a
+hook's parameters but changes what Keras does around it is not seen here: CI runs the test
+suite against keras-nightly to catch that before the release.
 """
 
 import functools
@@ -15,27 +16,34 @@ import inspect
 import keras
 
 #: Hook -> its parameters, on every backend: the per-step entry point the fused step
-#: replaces, the clip that ``ClipAfterSum`` moves after the sum, and the slot lookup.
-HOOKS = {
+#: replaces and the slot lookup it uses.
+FUSED_HOOKS = {
     "_backend_update_step": ("self", "grads", "trainable_variables", "learning_rate"),
-    "_clip_gradients": ("self", "grads"),
     "_get_variable_index": ("self", "variable"),
 }
 
-#: Hook -> its parameters, on the TensorFlow backend only: the cross-replica update (one
-#: call per device instead of one per variable) and the all-reduce the clip follows.
-TF_HOOKS = {
-    "_distributed_tf_update_step": ("self", "distribution", "grads_and_vars", "learning_rate"),
-    "_all_reduce_sum_gradients": ("self", "grads_and_vars"),
+#: Hook -> its parameters, on every backend: the clip ``ClipAfterSum`` turns off and the
+#: step entry where it clips instead (off TensorFlow).
+CLIP_HOOKS = {
+    "_clip_gradients": ("self", "grads"),
+    "_backend_update_step": ("self", "grads", "trainable_variables", "learning_rate"),
 }
 
+#: More hooks on the TensorFlow backend: the cross-replica update (one call per device
+#: instead of one per variable) for the fused step, the all-reduce the clip follows.
+TF_FUSED_HOOKS = {
+    "_distributed_tf_update_step": ("self", "distribution", "grads_and_vars", "learning_rate"),
+}
+TF_CLIP_HOOKS = {"_all_reduce_sum_gradients": ("self", "grads_and_vars")}
 
-def missing_hooks(optimizer_class=None):
+
+def missing_hooks(optimizer_class=None, clip_only=False):
     """What this Keras lacks of the hooks tf_lamb overrides.
 
     Args:
         optimizer_class: the class to inspect; default ``keras.optimizers.Optimizer`` (the
             current backend's).
+        clip_only: only the hooks :class:`~tf_lamb.optimizers.ClipAfterSum` needs.
 
     Returns:
         A list of str, one per hook that is missing or takes other parameters (e.g.
@@ -43,9 +51,10 @@ def missing_hooks(optimizer_class=None):
         hook is there as tf_lamb calls it.
     """
     base = optimizer_class or keras.optimizers.Optimizer
-    hooks = dict(HOOKS)
-    if keras.backend.backend() == "tensorflow":
-        hooks.update(TF_HOOKS)
+    tensorflow = keras.backend.backend() == "tensorflow"
+    hooks = dict(CLIP_HOOKS, **(TF_CLIP_HOOKS if tensorflow else {}))
+    if not clip_only:
+        hooks.update(FUSED_HOOKS, **(TF_FUSED_HOOKS if tensorflow else {}))
     problems = []
     for name, expected in hooks.items():
         method = getattr(base, name, None)
@@ -59,8 +68,8 @@ def missing_hooks(optimizer_class=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _missing_for(backend, version):
-    return tuple(missing_hooks())
+def _missing_for(backend, version, clip_only):
+    return tuple(missing_hooks(clip_only=clip_only))
 
 
 def fused_supported():
@@ -68,12 +77,18 @@ def fused_supported():
 
     Returns:
         bool. When False, the optimizers run Keras' per-variable ``update_step`` loop (the
-        same numbers) and ``global_clipnorm`` raises at construction.
+        same numbers).
     """
-    return not _missing_for(keras.backend.backend(), keras.version())
+    return not _missing_for(keras.backend.backend(), keras.version(), False)
 
 
-def describe_missing():
+def clip_supported():
+    """Whether this Keras has the hooks ``ClipAfterSum`` overrides; when False,
+    ``global_clipnorm`` raises at construction."""
+    return not _missing_for(keras.backend.backend(), keras.version(), True)
+
+
+def describe_missing(clip_only=False):
     """One sentence naming this Keras version and the hooks it lacks (for error messages)."""
-    problems = "; ".join(_missing_for(keras.backend.backend(), keras.version()))
+    problems = "; ".join(_missing_for(keras.backend.backend(), keras.version(), clip_only))
     return f"Keras {keras.version()} changed private optimizer hooks tf_lamb needs: {problems}."
