@@ -51,8 +51,8 @@ class LAMB(layerwise.LayerwiseOptimizer):
         nesterov: ``None`` (LAMB), ``"n-lamb"`` (Nadam-style Nesterov momentum on the first
             moment, ``m_hat = beta_1 m / (1 - beta_1**(t+1)) + (1 - beta_1) g / (1 - beta_1**t)``)
             or ``"nn-lamb"`` (also on the second moment). LAMB paper appendix; its settings
-            are beta_1 0.975, beta_2 0.999, epsilon 1e-8. The formula follows SPEC.md: the
-            appendix text could not be checked here.
+            are beta_1 0.975, beta_2 0.999, epsilon 1e-8. The formula is the Nadam form as
+            commonly quoted: the appendix text could not be checked here.
         weight_norm_bounds: ``(lower, upper)`` for ``phi``; default identity.
         max_trust_ratio: optional cap of the trust ratio (LAMBC). Default None.
         **kwargs: ``fused`` (default None: one fused step over all layers where Keras has

@@ -68,8 +68,8 @@ class LARS(layerwise.LayerwiseOptimizer):
         - You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks" (2017,
           arXiv 1708.03888).
         - You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
-          minutes" (arXiv 1904.00962), Algorithm 1. The formula follows SPEC.md: the
-          appendix text could not be checked here.
+          minutes" (arXiv 1904.00962), Algorithm 1 (the formula as commonly
+          quoted: the paper's text could not be checked here).
         - MLPerf training v0.7, Google ResNet-50 TPU submission (``lars_optimizer.py``).
     """
 

@@ -31,7 +31,7 @@ from tf_lamb._args import check_bool, check_choice, check_real
 from tf_lamb.optimizers import kernels, seams
 from tf_lamb.optimizers.clipping import ClipAfterSum, dense_gradient
 
-#: Where weight decay enters the update (SPEC.md, LAMB):
+#: Where weight decay enters the update:
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
 #: ``"decoupled"``: ``w <- w - lr * wd * w`` outside the trust ratio, applied first as
 #: ``keras.optimizers.Lamb`` does (AdamW-style);

@@ -51,8 +51,8 @@ class WarmupConstantDecay(_base.WarmupSchedule):
     References:
         - Zheng et al., "Accelerated Large Batch Optimization of BERT Pretraining in 54
           minutes" (arXiv 2006.13484): the learning-rate schedule with a constant stage
-          (section number and the exact fractions not checked here; SPEC.md quotes warmup
-          5%, constant 25%).
+          (section number and the exact fractions not checked here; the fractions used in
+          the recipes are warmup 5%, constant 25%).
     """
 
     def __init__(

@@ -58,7 +58,7 @@ class PolynomialDecayWithWarmup(_base.WarmupSchedule):
     References:
         - You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
           minutes" (arXiv 1904.00962): BERT with LAMB, linear warmup then polynomial decay
-          with power 1 (section not checked here; SPEC.md).
+          with power 1 (section not checked here).
         - Devlin et al., BERT, `optimization.py` in google-research/bert: warmup
           `init_lr * step / warmup_steps`, then `polynomial_decay(power=1.0)` from step 0.
         - NVIDIA DeepLearningExamples BERT: the same with power 0.5.

@@ -42,7 +42,7 @@ def sqrt_scaling(base_learning_rate, base_batch_size, batch_size):
           Scaling with LEGW.
         - You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
           minutes" (arXiv 1904.00962): the untuned LAMB rules, e.g. ResNet-50
-          `0.04 * sqrt(B / 32768)` (as quoted in SPEC.md, not checked against the paper).
+          `0.04 * sqrt(B / 32768)` (as commonly quoted; not checked against the paper here).
     """
     ratio = _batch_ratio(base_learning_rate, base_batch_size, batch_size)
     return float(base_learning_rate) * math.sqrt(ratio)
