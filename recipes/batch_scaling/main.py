@@ -76,7 +76,7 @@ def define_flags(flag_values=flags.FLAGS):
         "BERT. Not tuned.", flag_values=fv)
     flags.DEFINE_float(
         "lars_weight_decay", d.lars_weight_decay,
-        "LARS weight decay; biases excluded. 2e-4: MLPerf v0.7 ResNet-50 (SPEC.md). Not tuned.",
+        "LARS weight decay; biases excluded. 2e-4: MLPerf v0.7 ResNet-50. Not tuned.",
         flag_values=fv)
     flags.DEFINE_float(
         "adamw_weight_decay", d.adamw_weight_decay,

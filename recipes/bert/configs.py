@@ -1,7 +1,7 @@
 """Named pre-training configurations: the papers' settings as data (flags override fields).
 
 Sources: You et al. 2020 (LAMB, arXiv 1904.00962) Sec. 4 and Table 1; NVIDIA's public LAMB
-reproduction (DeepLearningExamples BERT, phase 1 / phase 2 settings quoted in SPEC.md);
+reproduction (NVIDIA DeepLearningExamples, PyTorch/LanguageModeling/BERT, phase 1 / phase 2 settings);
 Zheng et al. 2020 (LANS, arXiv 2006.13484); Devlin et al. 2019 Appendix A.2 (the Adam
 baseline). Values the sources did not let us check are marked *(check)*.
 """
@@ -99,7 +99,7 @@ class PretrainConfig:
 
 CONFIGS = {
     # LAMB paper Sec. 4, mixed batch: 65,536 at 128 tokens then 32,768 at 512, 8,599 steps;
-    # the step counts, peaks and warmups of NVIDIA's reproduction (SPEC.md), power 0.5 decay.
+    # the step counts, peaks and warmups of NVIDIA's reproduction, power 0.5 decay.
     "bert_large_phase1_64k": PretrainConfig(),
     "bert_large_phase2_32k": PretrainConfig(
         max_seq_length=512, max_predictions_per_seq=80, global_batch_size=32768,

@@ -3,7 +3,8 @@ pick, held-out evaluation on the replicas, and the step loop (logs, TensorBoard,
 evaluations, checkpoints, resumption after a kill).
 
 A recipe supplies its model, optimizer, task and data; :func:`run_steps` does the rest, the
-same way for BERT and ResNet (ARCHITECTURE.md: one custom loop for every strategy).
+same way for BERT and ResNet: one custom loop for every strategy (Keras 3's ``fit`` does
+not run under ``MultiWorkerMirroredStrategy``, and a custom loop controls the global batch).
 """
 
 import contextlib

@@ -1,8 +1,8 @@
 """A small custom training loop: a compiled train step, an evaluation, and the epoch loop.
 
 Recipes train with ``GradientTape`` + ``optimizer.apply_gradients`` rather than ``model.fit``
-(ARCHITECTURE.md: exact control of the global batch; ``fit`` does not run under every
-``tf.distribute`` strategy). TensorFlow backend.
+(exact control of the global batch; ``fit`` does not run under every ``tf.distribute``
+strategy). TensorFlow backend.
 """
 
 import math

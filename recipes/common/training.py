@@ -4,7 +4,8 @@ One optimizer step = ``accumulation_steps`` forward/backward passes on every rep
 gradients summed, then one ``optimizer.apply_gradients`` (which all-reduces across replicas
 in Keras' TensorFlow optimizer). A task's loss is a *sum* over its examples, divided here by
 the global batch, so the step's gradient is exactly the mean over the global batch however it
-is split across replicas, hosts and passes (ARCHITECTURE.md: why not ``model.fit``).
+is split across replicas, hosts and passes (``model.fit`` gives no such control, and does
+not run under ``MultiWorkerMirroredStrategy`` in Keras 3).
 """
 
 import tensorflow as tf

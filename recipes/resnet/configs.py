@@ -1,6 +1,6 @@
-"""Named configurations of the ResNet recipe, mirroring the references (SPEC.md; the peers'
-code in shared/reference/peers.md). Numbers marked *(check)* could not be confirmed against
-their source here.
+"""Named configurations of the ResNet recipe, mirroring the references (the papers, MLPerf's
+submissions and the peers' code named on each entry). Numbers marked *(check)* could not be
+confirmed against their source here.
 
 Every field is also a flag of ``recipes/resnet/train.py``; a flag given overrides the field.
 """

@@ -1,6 +1,5 @@
 """tf.data input for ImageNet-format TFRecords (or TFDS' ``imagenet2012``), with the TPU
-reference's preprocessing (tensorflow/tpu ``resnet_preprocessing.py``; notes in
-shared/reference/keras-tf-ecosystem.md, 4.3).
+reference's preprocessing (tensorflow/tpu ``models/official/resnet/resnet_preprocessing.py``).
 
 Training: a random crop of 8%-100% of the area and aspect ratio 3/4-4/3 covering at least 10%
 of the image (``sample_distorted_bounding_box``, 10 attempts; a centre crop when every attempt

@@ -2,7 +2,7 @@
 of He et al. (2016, Sec. 4.2) for small images; all return logits.
 
 keras-hub's ``ResNetBackbone`` would also do, but it pulls in ``tensorflow-text`` and with it the
-full ``tensorflow`` wheel (shared/reference/keras-tf-ecosystem.md), which would replace a user's
+full ``tensorflow`` wheel as dependencies, which would replace a user's
 ``tensorflow-cpu`` or ``tensorflow-tpu``.
 """
 

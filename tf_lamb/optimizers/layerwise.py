@@ -722,13 +722,11 @@ class LayerwiseOptimizer(ClipAfterSum, keras.optimizers.Optimizer):
     def _move(self, variable, step, shrink=None):
         """``w <- w * shrink - step`` (``shrink`` None: ``w - step``), ``step`` in the layer's
         compute dtype; a 16-bit ``w`` is rounded once, from the float32 result."""
-        if keras.backend.standardize_dtype(variable.dtype) in HALF_DTYPES:
-            w = as_compute(variable)
-            self._store(variable, w - step if shrink is None else w * shrink - step)
-        elif shrink is None:
+        if shrink is None and keras.backend.standardize_dtype(variable.dtype) not in HALF_DTYPES:
             self.assign_sub(variable, step)
         else:
-            self.assign(variable, as_compute(variable) * shrink - step)
+            w = as_compute(variable)
+            self._store(variable, w - step if shrink is None else w * shrink - step)
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' per-variable step (the fallback path): one layer through ``_update_layer``."""
