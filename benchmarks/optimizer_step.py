@@ -15,16 +15,27 @@ memory it needs beyond the variables, gradients and slots.
 Every row runs in a fresh subprocess (its own peak memory, no shared XLA caches); times are the
 median of ``--steps`` steps after ``--warmup`` steps. The second table times one whole training
 step (forward, backward, apply) of a BERT-base-sized masked-LM model, LAMB against AdamW.
+
+``--baseline=DIR`` compares the library before and after a change in one run: each tf_lamb row
+also steps, in turn in the same process, the same optimizer from ``DIR/tf_lamb`` (another
+checkout, e.g. ``git archive REV | tar -x -C DIR``), loaded under another name
+(:func:`import_baseline`). With ``--step-plan=JSON`` the rows take that ``step_plan`` (the
+baseline does not): ``--baseline=. --step-plan='{"ordered": true}'`` times a fast path against
+this checkout's default plan.
 """
 
 import argparse
+import atexit
+import importlib
 import json
-import math
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -161,28 +172,59 @@ def random_arrays(shapes, seed, scale):
     return [scale * rng.standard_normal(shape, dtype=np.float32) for _, shape in shapes]
 
 
-def make_optimizer(name, path):
+def import_baseline(checkout):
+    """``checkout``'s ``tf_lamb`` package, imported as ``tf_lamb_baseline`` beside this one.
+
+    Comparing two versions of the library step by step in one process (so that a shared
+    machine's drifting speed hits both alike) needs both importable at once. The package is
+    copied to a temporary directory under the new name, with every whole-word ``tf_lamb`` in
+    its sources (absolute imports, and ``register_keras_serializable(package="tf_lamb")``, so
+    that its classes register beside this version's rather than over them) renamed.
+    """
+    name = "tf_lamb_baseline"
+    root = tempfile.mkdtemp(prefix="tf_lamb_baseline_")
+    atexit.register(shutil.rmtree, root, True)
+    target = os.path.join(root, name)
+    shutil.copytree(os.path.join(checkout, "tf_lamb"), target,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder, _, files in os.walk(target):
+        for file in (f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, file), encoding="utf-8") as f:
+                source = f.read()
+            with open(os.path.join(folder, file), "w", encoding="utf-8") as f:
+                f.write(re.sub(r"\btf_lamb\b", name, source))
+    sys.path.insert(0, root)
+    return importlib.import_module(name)
+
+
+def make_optimizer(name, path, library=None, step_plan=None):
+    """``library`` is the ``tf_lamb`` module to build LAMB, LARS and LANS from (this
+    checkout's by default; :func:`import_baseline`'s for a baseline); ``step_plan``, when
+    given, their ``step_plan`` argument."""
     import keras
 
-    import tf_lamb
+    if library is None:
+        import tf_lamb as library
 
     if name in ("lamb", "lars", "lans"):
         kwargs = {"fused": path != "generic", "jit_compile": path == "fused-xla"}
+        if step_plan is not None:
+            kwargs["step_plan"] = step_plan
         if name == "lamb":
-            return tf_lamb.LAMB(
+            return library.LAMB(
                 learning_rate=1e-3,
                 weight_decay=0.01,
                 exclude_from_weight_decay=["layer_norm", "bias"],
                 **kwargs,
             )
         if name == "lars":
-            return tf_lamb.LARS(
+            return library.LARS(
                 learning_rate=1.0,
                 weight_decay=1e-4,
                 exclude_from_weight_decay=["layer_norm", "bias"],
                 **kwargs,
             )
-        return tf_lamb.LANS(
+        return library.LANS(
             learning_rate=1e-3, exclude_from_weight_decay=["layer_norm", "bias"], **kwargs
         )
     # The peers decay the same layers at the same rate (Keras matches variable names, which
@@ -197,8 +239,9 @@ def make_optimizer(name, path):
     return optimizer
 
 
-def optimizer_stepper(name, path, outer, shapes):
-    """``(step, sync, optimizer)`` applying one optimizer to fresh BERT-shaped variables."""
+def optimizer_stepper(name, path, outer, shapes, library=None, step_plan=None):
+    """``(step, sync, optimizer)`` applying one optimizer to fresh BERT-shaped variables
+    (LAMB, LARS and LANS from ``library``: see :func:`make_optimizer`)."""
     import keras
 
     if name == "optax_lamb":
@@ -208,7 +251,7 @@ def optimizer_stepper(name, path, outer, shapes):
         for (p, _), a in zip(shapes, random_arrays(shapes, 0, 0.02))
     ]
     grads = [keras.ops.convert_to_tensor(a) for a in random_arrays(shapes, 1, 1e-3)]
-    optimizer = make_optimizer(name, path)
+    optimizer = make_optimizer(name, path, library, step_plan)
     optimizer.build(variables)
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -319,16 +362,23 @@ def probe_stepper(probe, shapes):
     return jax_step, jax.block_until_ready
 
 
-def worker_optimizer(row, model, steps, warmup, repeat):
+def worker_optimizer(row, model, steps, warmup, repeat, baseline=None, step_plan=None):
     """Times one row, ``keras.optimizers.Lamb`` compiled the same way and the three
-    bandwidth probes, interleaved in this process; returns the JSON result."""
+    bandwidth probes, interleaved in this process; returns the JSON result. With
+    ``baseline`` (a checkout), a tf_lamb row's optimizer from that checkout steps in turn too."""
     import keras
 
     _, name, path, outer, _ = next(r for r in ROWS if r[0] == row)
     shapes = bert_shapes(model)
     parameters = int(sum(np.prod(s) for _, s in shapes))
-    step, sync, slots = optimizer_stepper(name, path, outer, shapes)
+    step, sync, slots = optimizer_stepper(name, path, outer, shapes, step_plan=step_plan)
     steppers = {"row": (step, sync)}
+    baseline_step = None
+    if baseline and name in ("lamb", "lars", "lans"):
+        baseline_step, baseline_sync, _ = optimizer_stepper(
+            name, path, outer, shapes, import_baseline(baseline)
+        )
+        steppers["baseline"] = (baseline_step, baseline_sync)
     if name != "keras_lamb":
         keras_outer = "xla" if compile_mode(keras.backend.backend(), path, outer) == "xla" else outer
         steppers["keras_lamb"] = optimizer_stepper("keras_lamb", "-", keras_outer, shapes)[:2]
@@ -339,7 +389,7 @@ def worker_optimizer(row, model, steps, warmup, repeat):
     row_time = timings["row"]["median_s"]
     slot_bytes = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in slots)
     temp_bytes = getattr(step, "temp_bytes", None)
-    return {
+    result = {
         "median_s": row_time,
         "min_s": timings["row"]["min_s"],
         "floor_s": FLOOR_BYTES[name] * parameters / bandwidth,
@@ -354,6 +404,12 @@ def worker_optimizer(row, model, steps, warmup, repeat):
         "largest_variable_bytes": 4 * max(int(np.prod(s)) for _, s in shapes),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
+    if baseline_step is not None:
+        result["baseline_s"] = timings["baseline"]["median_s"]
+        result["baseline_extra_bytes"] = getattr(
+            baseline_step, "temp_bytes", timings["baseline"]["extra_bytes"]
+        )
+    return result
 
 
 def device_name():
@@ -425,7 +481,10 @@ def run_worker(args):
     if args.worker == "train":
         result = worker_train_step(args.model, args.train_steps, 1, args.batch, args.sequence)
     else:
-        result = worker_optimizer(args.worker, args.model, args.steps, args.warmup, args.repeat)
+        result = worker_optimizer(
+            args.worker, args.model, args.steps, args.warmup, args.repeat, args.baseline,
+            json.loads(args.step_plan) if args.step_plan else None,
+        )
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -438,6 +497,10 @@ def spawn(job, backend, args):
     command = [sys.executable, os.path.abspath(__file__), f"--worker={job}", f"--model={args.model}",
                f"--steps={args.steps}", f"--warmup={args.warmup}", f"--train-steps={args.train_steps}",
                f"--batch={args.batch}", f"--sequence={args.sequence}", f"--repeat={args.repeat}"]
+    if args.baseline:
+        command.append(f"--baseline={args.baseline}")
+    if args.step_plan:
+        command.append(f"--step-plan={args.step_plan}")
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     print(f"  [{backend}] {job}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
@@ -473,29 +536,36 @@ def compile_mode(backend, path, outer):
 def print_optimizer_table(backend, args, rows):
     """One markdown table, a line printed as each row's process ends. Every ratio compares
     timings taken in the same process, in turn: the row, ``keras.optimizers.Lamb`` compiled
-    the same way, and the bandwidth probes."""
+    the same way, the bandwidth probes, and with ``--baseline`` the row's optimizer from the
+    baseline checkout (three more columns; "-" for rows that are not tf_lamb's)."""
     print(f"\n## {backend}\n")
     print("Temporaries: " + ("XLA's scratch buffers for one step (memory_analysis)." if backend == "jax"
           else "the most one step allocated beyond what was allocated before it (TensorFlow's "
           "allocator).") + "\n")
+    extra_columns = " baseline ms | speed vs baseline | baseline temporaries MiB |" if args.baseline else ""
     print("| optimizer | path | compile | median ms | floor ms | x floor | speed-up on keras Lamb "
-          "| probe GB/s | slots MiB | temporaries MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+          "| probe GB/s | slots MiB | temporaries MiB |" + extra_columns)
+    print("|---|---|---|---|---|---|---|---|---|---|" + "---|" * extra_columns.count("|"), flush=True)
     largest, devices = None, set()
     for row, name, path, outer, _ in rows:
         r = spawn(row, backend, args)
         mode = compile_mode(backend, path, outer)
         if r is None:
-            print(f"| {name} | {path} | {mode} | failed | | | | | | |")
+            print(f"| {name} | {path} | {mode} | failed | | | | | | |" + " |" * extra_columns.count("|"))
             continue
         largest = r["largest_variable_bytes"]
         devices.add(r["device"])
-        print(
+        line = (
             f"| {name} | {path} | {mode} | {ms(r['median_s'])} | {ms(r['floor_s'])} | "
             f"{r['median_s'] / r['floor_s']:.2f} | {r['keras_lamb_s'] / r['median_s']:.2f}x | "
-            f"{r['bandwidth'] / 1e9:.0f} | {mib(r['slot_bytes'])} | {mib(r['extra_bytes'])} |",
-            flush=True,
+            f"{r['bandwidth'] / 1e9:.0f} | {mib(r['slot_bytes'])} | {mib(r['extra_bytes'])} |"
         )
+        if "baseline_s" in r:
+            line += (f" {ms(r['baseline_s'])} | {r['baseline_s'] / r['median_s']:.2f}x | "
+                     f"{mib(r['baseline_extra_bytes'])} |")
+        elif args.baseline:
+            line += " - | - | - |"
+        print(line, flush=True)
     if largest:
         print(f"\nDevice: {', '.join(sorted(devices))}. (The largest single variable is {mib(largest)} MiB. Slots include the "
               "optimizer's step counter, learning rate and layer statistics.)")
@@ -516,10 +586,21 @@ def main():
     parser.add_argument("--train-steps", type=int, default=5, help="Timed steps of the training-step table.")
     parser.add_argument("--batch", type=int, default=8, help="Sequences per training step.")
     parser.add_argument("--sequence", type=int, default=128, help="Tokens per sequence.")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="Another checkout of this repository: each tf_lamb row also times its "
+                        "optimizer from DIR/tf_lamb, in turn in the same process.")
+    parser.add_argument("--step-plan", metavar="JSON",
+                        help="The tf_lamb rows' step_plan argument, e.g. '{\"ordered\": true}' "
+                        "(not the baseline's: with --baseline=. it times a fast path against "
+                        "the default plan, in turn in the same process).")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return run_worker(args)
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        if not os.path.isfile(os.path.join(args.baseline, "tf_lamb", "__init__.py")):
+            parser.error(f"--baseline: {args.baseline} has no tf_lamb package")
     prefixes = tuple(p for p in args.rows.split(",") if p)
     parameters = int(sum(np.prod(s) for _, s in bert_shapes(args.model)))
     print(f"# {args.model}: {parameters / 1e6:.1f}M parameters in {len(bert_shapes(args.model))} tensors; "

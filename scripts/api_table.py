@@ -28,6 +28,7 @@ def public_objects():
         ("tf_lamb.LAMB", tf_lamb.LAMB),
         ("tf_lamb.LARS", tf_lamb.LARS),
         ("tf_lamb.LANS", tf_lamb.LANS),
+        ("tf_lamb.LARC", tf_lamb.LARC),
         ("tf_lamb.schedules.PolynomialDecayWithWarmup", s.PolynomialDecayWithWarmup),
         ("tf_lamb.schedules.LEGW", s.LEGW),
         ("tf_lamb.schedules.LEGW.from_base", s.LEGW.from_base),  # the source: LEGW's
@@ -98,6 +99,21 @@ def _parameters(obj):
     return [p for p in signature.parameters.values() if p.name not in ("self", "cls")]
 
 
+def _inherited(obj, named, help_):
+    """``(name, parameter)`` of each argument ``obj``'s docstring documents that its own
+    signature leaves to ``**kwargs``, as the nearest base class's ``__init__`` declares it."""
+    found = []
+    for name in help_:
+        if name in named or name.startswith("**") or not inspect.isclass(obj):
+            continue
+        for base in obj.__mro__[1:]:
+            parameters = inspect.signature(base.__init__).parameters
+            if name in parameters:
+                found.append((name, parameters[name]))
+                break
+    return found
+
+
 def _default(parameter):
     if parameter.kind is parameter.VAR_KEYWORD:
         return ""
@@ -136,7 +152,12 @@ def full_reference():
         if reference:
             parts += [f"Source: {reference}", ""]
         parts += ["| argument | default | meaning |", "|---|---|---|"]
+        named = {p.name for p in _parameters(obj)}
         for p in _parameters(obj):
+            if p.kind is p.VAR_KEYWORD:  # Documented arguments passed on through **kwargs.
+                for name, inherited in _inherited(obj, named, help_):
+                    meaning = help_[name].replace("|", "/")
+                    parts.append(f"| `{name}` | {_default(inherited)} | {meaning} |")
             meaning = help_.get(p.name, help_.get(f"**{p.name}", "")).replace("|", "/")
             parts.append(f"| `{_name(p)}` | {_default(p)} | {meaning} |")
         parts.append("")

@@ -1,8 +1,8 @@
-"""tf_lamb: LAMB, LARS and LANS for Keras 3, with the large-batch papers' schedules."""
+"""tf_lamb: LAMB, LARS, LANS and LARC for Keras 3, with the large-batch papers' schedules."""
 
 from tf_lamb import callbacks, schedules
-from tf_lamb.optimizers import LAMB, LANS, LARS
+from tf_lamb.optimizers import LAMB, LANS, LARC, LARS
 
 __version__ = "0.1.0"
 
-__all__ = ["LAMB", "LANS", "LARS", "callbacks", "schedules", "__version__"]
+__all__ = ["LAMB", "LANS", "LARC", "LARS", "callbacks", "schedules", "__version__"]

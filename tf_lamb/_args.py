@@ -134,6 +134,22 @@ def check_boundary_steps(boundaries, warmup_steps, steps_per_epoch, received):
         )
 
 
+def check_bounds(name, value):
+    """A pair ``(lower, upper)`` with ``0 <= lower <= upper`` (``upper`` may be None, and
+    is > 0 where ``lower`` is 0); returns it as a tuple of floats (and None)."""
+    try:
+        lower, upper = value
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Argument `{name}` must be a pair (lower, upper) with 0 <= lower <= upper (upper "
+            f"may be None). Received: {name}={value!r}"
+        ) from None
+    lower = check_real(f"{name}[0]", lower, 0.0, math.inf)
+    if upper is not None:
+        upper = check_real(f"{name}[1]", upper, lower, math.inf, low_open=lower == 0.0)
+    return lower, upper
+
+
 def check_bool(name, value):
     """Returns `value` as a bool; raises `ValueError` unless it is True or False (NumPy's
     included)."""

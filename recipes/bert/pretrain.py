@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_lamb  # noqa: E402
-from tf_lamb.optimizers import layerwise  # noqa: E402
+from tf_lamb.optimizers.exclusions import Exclusions  # noqa: E402
 
 from ..common import checkpointing, distribute, driver, runtime, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
@@ -120,7 +120,7 @@ def make_optimizer(config, variables):
         return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
                             exclude_from_layer_adaptation=[], **common)
     optimizer = AdamW(weight_decay=config.weight_decay, **common)
-    excluded = layerwise.Exclusions(EXCLUDE, "exclude_from_weight_decay")  # LAMB's matching
+    excluded = Exclusions(EXCLUDE, "exclude_from_weight_decay")  # LAMB's matching
     optimizer.exclude_from_weight_decay(var_list=[v for v in variables if excluded.matches(v)])
     return optimizer
 

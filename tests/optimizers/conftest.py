@@ -7,7 +7,9 @@ import pytest
 
 from tf_lamb.optimizers import layerwise, seams
 
-PATHS = ["fused", "generic"] + (["fused-graph"] if keras.backend.backend() == "tensorflow" else [])
+PATHS = ["fused", "generic", "reference"] + (
+    ["fused-graph"] if keras.backend.backend() == "tensorflow" else []
+)
 
 
 @pytest.fixture(params=PATHS)
@@ -16,10 +18,15 @@ def optimizer_path(request, monkeypatch):
     ``generic``: Keras' per-variable ``update_step`` loop (``fused=False``; what a Keras
     without the hooks the fused step overrides gets; on TensorFlow, eager: TensorFlow's fused
     kernels, see ``tf_lamb.optimizers.kernels``); ``fused-graph`` (TensorFlow): the fused step
-    with ``jit_compile=False`` (the kernels again, in one call). Optimizers built inside the
-    test take the path."""
+    with ``jit_compile=False`` (the kernels again, in one call); ``reference``: the fused step
+    on the reference plan (``step_plan="reference"``, no fast path). Optimizers built inside
+    the test take the path."""
     assert seams.fused_supported(), seams.describe_missing()
-    defaults = {"generic": {"fused": False}, "fused-graph": {"jit_compile": False}}
+    defaults = {
+        "generic": {"fused": False},
+        "fused-graph": {"jit_compile": False},
+        "reference": {"step_plan": "reference"},
+    }
     if request.param in defaults:
         init = layerwise.LayerwiseOptimizer.__init__
 

@@ -1,4 +1,5 @@
-"""Float64 NumPy references of LAMB, LARS and LANS, written from SPEC.md's formulas.
+"""Float64 NumPy references of LAMB, LARS, LANS and LARC, written from the papers' and the
+peers' formulas.
 
 Each reference keeps its own state and takes one step at a time, so tests can compare every
 step. Nothing here imports tf_lamb: the formulas are written out again on purpose.
@@ -158,3 +159,62 @@ class LANSReference(Reference):
             v_hat = self.v[i] / (1 - b2**t) if self.bc else self.v[i]
             d = np.sqrt(v_hat) + self.eps
             self.layerwise(i, [(b1, m_hat / d), (1 - b1, g / d)], lr, self.mode)
+
+
+class LARCReference(Reference):
+    """NVIDIA apex's LARC wrapped around momentum SGD (``torch.optim.SGD``, dampening 0).
+
+    Per layer, at the step's learning rate ``lr``:
+
+        local = min(eta * phi(||w||) / (||g|| + wd ||w|| + eps), cap)
+        clip:  local = min(local / lr, 1)      (so lr * local = min(lr * local_unclipped, lr))
+        d = local * (g + wd * w)
+        buf = momentum * buf + d               (the first step gives buf = d: buf starts at 0)
+        w = w - lr * (d + momentum * buf  if nesterov else  buf)
+
+    tf_lamb's zero-norm rule: where ``||w|| == 0`` or ``||g|| == 0`` (or the layer is
+    excluded from adaptation), ``local = 1`` with no clip and ``wd * w`` is still added.
+    ``zero_rule="apex"`` gives apex's rule instead (such a layer's gradient is used as it
+    is: no ratio and no weight decay), for the test that documents the difference.
+
+    ``branches`` records ``(step, layer, clipped)`` for every adapted, nonzero layer in clip
+    mode (``clipped``: ``local / lr >= 1``, the step used ``lr`` itself).
+    """
+
+    def __init__(self, weights, lr, momentum=0.9, eta=0.02, clip=True, eps=1e-8, nesterov=False,
+                 zero_rule="tf_lamb", **kw):
+        super().__init__(weights, lr, **kw)
+        self.mu, self.eta, self.clip, self.eps, self.nesterov = momentum, eta, clip, eps, nesterov
+        self.zero_rule = zero_rule
+        self.buf = [np.zeros_like(w) for w in self.w]
+        self.trust = [None] * len(self.w)  # Each layer's last ratio before the clip.
+        self.local = [None] * len(self.w)  # ... and after it (lr * local: the layer's rate).
+        self.branches = []
+
+    def step(self, grads):
+        lr = self.lr_at(self.t)
+        self.t += 1
+        for i, g in enumerate(grads):
+            g = np.array(g, np.float64)
+            w, wd = self.w[i], self.rate(i)
+            w_norm, g_norm = norm(w), norm(g)
+            zero = w_norm == 0.0 or g_norm == 0.0
+            local = 1.0
+            if self.adapts[i] and not zero:
+                local = ratio(w_norm, g_norm, self.eta, self.bounds, self.cap,
+                              offset=wd * w_norm + self.eps)
+                self.trust[i] = local
+                if self.clip:
+                    clipped = lr == 0.0 or local >= lr  # local / lr >= 1; lr 0: apex's 1.
+                    self.branches.append((self.t, i, clipped))
+                    local = 1.0 if clipped else local / lr
+            else:
+                self.trust[i] = None
+            if zero and self.adapts[i] and self.zero_rule == "apex":
+                d = g
+            else:
+                d = local * (g + wd * w)
+            self.local[i] = local
+            self.buf[i] = self.store(self.mu * self.buf[i] + d)
+            direction = d + self.mu * self.buf[i] if self.nesterov else self.buf[i]
+            self.w[i] = self.store(w - lr * direction)

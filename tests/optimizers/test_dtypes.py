@@ -14,7 +14,7 @@ import pytest
 
 import tf_lamb
 from tests.optimizers import harness
-from tests.optimizers.reference import LAMBReference, LANSReference, LARSReference
+from tests.optimizers.reference import LAMBReference, LANSReference, LARCReference, LARSReference
 
 # Every test runs on the fused step and on Keras' per-variable loop (conftest.py).
 pytestmark = pytest.mark.usefixtures("optimizer_path")
@@ -79,6 +79,7 @@ CASES = {
         LARSReference,
         {"wd": 0.05, "eta": 0.02},
     ),
+    "larc": (tf_lamb.LARC, {"weight_decay": 0.05}, LARCReference, {"wd": 0.05}),
 }
 
 

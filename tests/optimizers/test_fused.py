@@ -7,7 +7,7 @@ import pytest
 import tf_lamb
 from tests.optimizers import harness
 from tests.optimizers.reference import LAMBReference, LANSReference, ratio
-from tf_lamb.optimizers import layerwise, seams
+from tf_lamb.optimizers import fused, ordering, seams, tf_graph
 
 BACKEND = keras.backend.backend()
 PATHS = ["encoder/scale", "encoder/bias", "encoder/dense/kernel", "encoder/conv/kernel", "encoder/LayerNorm/beta"]
@@ -110,7 +110,7 @@ def _flipping_gradients(step):
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="PyTorch runs the step eagerly: nothing is traced")
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_the_step_is_traced_once_while_the_learning_rate_and_ratio_branches_change(
     optimizer_class,
 ):
@@ -168,13 +168,13 @@ def test_torch_compile_compiles_the_step_once(restored):
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's jit_compile switch")
 def test_fused_step_without_xla_equals_the_reference(monkeypatch):
     calls = []
-    fused_update = layerwise.LayerwiseOptimizer._fused_update
+    fused_update = fused.FusedStep._fused_update
 
     def counted(self, *args):
         calls.append(args[-1])  # Whether this call is compiled.
         return fused_update(self, *args)
 
-    monkeypatch.setattr(layerwise.LayerwiseOptimizer, "_fused_update", counted)
+    monkeypatch.setattr(fused.FusedStep, "_fused_update", counted)
     optimizer = tf_lamb.LAMB(learning_rate=0.01, weight_decay=0.01, jit_compile=False)
     reference = LAMBReference(WEIGHTS, 0.01, wd=0.01)
     harness.run_and_compare(optimizer, reference, WEIGHTS, PATHS)
@@ -185,9 +185,9 @@ def test_after_returns_its_input_bit_for_bit_whatever_the_previous_layer_holds()
     rng = np.random.default_rng(5)
     x = rng.normal(size=(3, 4)).astype("float32")
     for previous in ([np.nan, 1.0], [np.inf], rng.normal(size=(2, 2)), [[-0.5]]):
-        out = layerwise.after(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(np.asarray(previous, "float32")))
+        out = ordering.after(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(np.asarray(previous, "float32")))
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), x)
-    scalar = layerwise.after(keras.ops.convert_to_tensor(np.float32(2.5)), keras.ops.ones((3,)))
+    scalar = ordering.after(keras.ops.convert_to_tensor(np.float32(2.5)), keras.ops.ones((3,)))
     assert tuple(scalar.shape) == () and float(scalar) == 2.5
 
 
@@ -243,7 +243,7 @@ def _eight_layers():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's allocator statistics")
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_the_xla_step_on_tensorflow_holds_under_half_a_layer_beyond_its_state(optimizer_class):
     # Eight 512x512 layers (1 MiB each, large enough for the norms to fold), XLA-compiled
     # inside the optimizer (the default). Beyond the variables, slots and gradients the step
@@ -277,11 +277,11 @@ def test_graph_mode_holds_its_directions_beyond_its_state(optimizer_class, layer
 
 def test_memory_groups_cover_the_layers_in_order_within_the_budget():
     sizes = [5, 3, 3, 9, 1, 1, 12, 2]
-    groups = layerwise.memory_groups(sizes, budget=9)
+    groups = tf_graph.memory_groups(sizes, budget=9)
     assert groups == [[0, 1], [2], [3], [4, 5], [6], [7]]
     assert [p for g in groups for p in g] == list(range(len(sizes)))
     assert all(sum(sizes[p] for p in g) <= 9 or len(g) == 1 for g in groups)
-    assert layerwise.memory_groups([4, 4], budget=100) == [[0, 1]]
+    assert tf_graph.memory_groups([4, 4], budget=100) == [[0, 1]]
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute and TensorFlow checkpoints")

@@ -60,6 +60,21 @@ FULL_CONFIGS = [
         use_ema=True,
         name="lans_full",
     )),
+    (tf_lamb.LARC, dict(
+        learning_rate=0.02,
+        momentum=0.8,
+        weight_decay=0.001,
+        trust_coefficient=0.01,
+        clip=False,
+        epsilon=1e-6,
+        nesterov=True,
+        exclude_from_weight_decay=["bias"],
+        exclude_from_layer_adaptation=["layer_norm"],
+        weight_norm_bounds=(0.1, 5.0),
+        max_trust_ratio=3.0,
+        step_plan={"ordered": False},
+        name="larc_full",
+    )),
 ]
 
 
@@ -112,7 +127,7 @@ def _data(n=96):
     return x, y
 
 
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_keras_file_saved_mid_training_resumes_identically(tmp_path, optimizer_class):
     x, y = _data()
 
@@ -140,7 +155,7 @@ def test_keras_file_saved_mid_training_resumes_identically(tmp_path, optimizer_c
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_gradient_accumulation_equals_one_step_on_the_concatenated_batch(
         optimizer_path, optimizer_class):
     # With mean losses over equal micro-batches, the gradient of the concatenated batch is the
@@ -234,7 +249,7 @@ def _apply(optimizer, grads, variables):
         v.assign(n)
 
 
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_loss_scale_overflow_skips_the_step_bit_identically(optimizer_class):
     weights = harness.initial_weights(seed=12)
     variables = [harness.make_variable(f"m/{k}", w) for k, w in weights.items()]
@@ -276,7 +291,7 @@ def test_mixed_precision_keeps_float32_slots_and_trains(policy):
 
 @TF_ONLY
 @pytest.mark.parametrize("components", ["tensors", "tuples"])
-@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS])
+@pytest.mark.parametrize("optimizer_class", [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC])
 def test_indexed_slices_gradients_equal_their_dense_form(optimizer_class, components):
     # "tuples": indices and dense_shape as Python tuples, as Keras' own sparse tests build
     # them; the XLA-compiled step takes its gradients as tf.function arguments.
@@ -397,7 +412,8 @@ def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
 
 @pytest.mark.parametrize("form", ["string", "dict"])
 @pytest.mark.parametrize(
-    "name, optimizer_class", [("LAMB", tf_lamb.LAMB), ("LARS", tf_lamb.LARS), ("LANS", tf_lamb.LANS)]
+    "name, optimizer_class",
+    [("LAMB", tf_lamb.LAMB), ("LARS", tf_lamb.LARS), ("LANS", tf_lamb.LANS), ("LARC", tf_lamb.LARC)],
 )
 def test_the_registered_name_works_in_compile(name, optimizer_class, form):
     # compile(optimizer="tf_lamb>LAMB") or {"class_name": "tf_lamb>LAMB", "config": {...}}, as

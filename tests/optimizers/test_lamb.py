@@ -131,8 +131,8 @@ def test_decoupled_mode_reproduces_keras_lamb():
 
 
 def test_inside_mode_differs_from_keras_lamb_when_decaying():
-    # The paper puts wd * w inside the trust ratio; Keras' Lamb does not. The numbers from
-    # shared/reference/peers.md Sec. 2.3: w=[1,2,3,4], g=[1,6,7,2], lr 0.1, wd 0.1, one step.
+    # The paper puts wd * w inside the trust ratio; Keras' Lamb does not. A hand-made case:
+    # w=[1,2,3,4], g=[1,6,7,2], lr 0.1, wd 0.1, one step.
     w = harness.make_variable("w", np.array([1.0, 2.0, 3.0, 4.0]))
     optimizer = tf_lamb.LAMB(0.1, weight_decay=0.1)
     optimizer.apply_gradients([(keras.ops.convert_to_tensor([1.0, 6.0, 7.0, 2.0]), w)])

@@ -66,7 +66,7 @@ def test_classic_lars_first_step_by_hand():
 
 
 def test_lars_zero_gradient_gives_trust_ratio_one_not_eta_over_wd():
-    # SPEC: trust = 1 where ||g|| == 0, even though ||g|| + wd ||w|| > 0.
+    # The zero-norm rule: trust = 1 where ||g|| == 0, even though ||g|| + wd ||w|| > 0.
     w = harness.make_variable("w", np.array([3.0, 4.0]))
     optimizer = tf_lamb.LARS(learning_rate=0.5, weight_decay=0.1, momentum=0.0)
     optimizer.apply_gradients([(keras.ops.zeros((2,)), w)])

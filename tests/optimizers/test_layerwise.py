@@ -9,12 +9,12 @@ import pytest
 import tf_lamb
 from tests.optimizers import harness
 from tests.optimizers.reference import LAMBReference
-from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers import plan
 from tf_lamb.optimizers.layerwise import trust_ratio
 
-OPTIMIZERS = [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS]
+OPTIMIZERS = [tf_lamb.LAMB, tf_lamb.LARS, tf_lamb.LANS, tf_lamb.LARC]
 
-# keras_hub's BertBackbone variable paths (shared/reference/keras-tf-ecosystem.md Sec. 2.7).
+# keras_hub's BertBackbone variable paths, as keras_hub names BERT's variables.
 BERT_PATHS = {
     "token_embedding/embeddings": (True, True),
     "embeddings_layer_norm/gamma": (False, False),
@@ -174,7 +174,7 @@ def test_integer_learning_rate_is_accepted():
     assert tf_lamb.LARS(learning_rate=17).get_config()["learning_rate"] == 17.0
 
 
-@pytest.mark.parametrize("method", layerwise.NORM_METHODS)
+@pytest.mark.parametrize("method", plan.NORM_METHODS)
 @pytest.mark.parametrize("shape", [(), (7,), (512, 256), (4, 3, 128, 64), (30001, 5)])
 def test_every_norm_method_equals_the_float64_norm(method, shape):
     # (512, 256) and (4, 3, 128, 64) are large enough for "fold" to fold into eighths;
@@ -184,7 +184,7 @@ def test_every_norm_method_equals_the_float64_norm(method, shape):
         pytest.skip("tf.nn.l2_loss is TensorFlow's")
     x = np.random.default_rng(5).normal(size=shape)
     got = keras.ops.convert_to_numpy(
-        layerwise.l2_norm(keras.ops.convert_to_tensor(x, "float32"), method)
+        plan.l2_norm(keras.ops.convert_to_tensor(x, "float32"), method)
     )
     np.testing.assert_allclose(got, np.linalg.norm(x), rtol=2e-6)
 

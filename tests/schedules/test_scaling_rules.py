@@ -8,7 +8,7 @@ from tf_lamb.schedules import linear_scaling, sqrt_scaling
 
 
 def test_sqrt_scaling_hand_computed():
-    # LAMB's untuned ResNet-50 rule quoted in SPEC.md: 0.04 * sqrt(B / 32768).
+    # LAMB's untuned ResNet-50 rule (LAMB paper, ImageNet section): 0.04 * sqrt(B / 32768).
     assert sqrt_scaling(0.04, 32768, 8192) == pytest.approx(0.02, rel=1e-15)
     assert sqrt_scaling(0.01, 256, 4096) == pytest.approx(0.04, rel=1e-15)  # k = 16
     assert sqrt_scaling(5e-3, 32768, 65536) == pytest.approx(5e-3 * math.sqrt(2), rel=1e-15)

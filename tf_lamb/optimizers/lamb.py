@@ -6,12 +6,14 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import kernels, layerwise
+from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers.terms import AdamRatio, Direction, as_compute, compute_dtype
 
 NESTEROV_VARIANTS = (None, "n-lamb", "nn-lamb")
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
+@layerwise.with_layerwise_args
 class LAMB(layerwise.LayerwiseOptimizer):
     """Adam's direction, with each layer's step scaled by its trust ratio.
 
@@ -39,10 +41,6 @@ class LAMB(layerwise.LayerwiseOptimizer):
         epsilon: float > 0 added to ``sqrt(v_hat)``. Defaults to 1e-6 (paper, tfa; Keras'
             ``Lamb`` uses 1e-7).
         weight_decay: float >= 0. Defaults to 0 (tfa). ``weight_decay_rate`` is an alias.
-        exclude_from_weight_decay: regex strings matched on variable paths, callables or
-            variables; e.g. BERT's ``["LayerNorm", "layer_norm", "bias"]``.
-        exclude_from_layer_adaptation: same forms; layers with trust ratio 1. ``None`` means
-            the weight-decay list (tfa); ``[]`` adapts every layer (NVLAMB).
         weight_decay_mode: ``"inside"`` (paper, default), ``"decoupled"`` (Keras ``Lamb``,
             AdamW-style, applied before the trust ratio is taken) or ``"l2"`` (added to the
             gradient before the moments).
@@ -53,18 +51,7 @@ class LAMB(layerwise.LayerwiseOptimizer):
             or ``"nn-lamb"`` (also on the second moment). LAMB paper appendix; its settings
             are beta_1 0.975, beta_2 0.999, epsilon 1e-8. The formula is the Nadam form as
             commonly quoted: the appendix text could not be checked here.
-        weight_norm_bounds: ``(lower, upper)`` for ``phi``; default identity.
-        max_trust_ratio: optional cap of the trust ratio (LAMBC). Default None.
-        **kwargs: ``fused`` (default None: one fused step over all layers where Keras has
-            the hooks it overrides, see :mod:`tf_lamb.optimizers.seams`, else Keras'
-            per-variable loop) and ``jit_compile`` (default True: TensorFlow XLA-compiles the
-            fused step; False: plain graph mode, on TensorFlow's fused Adam kernel for
-            float32 and float64 layers), see
-            :class:`tf_lamb.optimizers.LayerwiseOptimizer`; and the
-            ``keras.optimizers.Optimizer`` arguments: ``name``, ``global_clipnorm``
-            (NVLAMB's gradient pre-normalization with 1.0), ``clipnorm``, ``clipvalue``,
-            ``use_ema``, ``ema_momentum``, ``loss_scale_factor``,
-            ``gradient_accumulation_steps``.
+        {{layerwise_args}}
 
     Slots: ``m`` and ``v``, each of the variable's shape and dtype; and ``layer_statistics``,
     float32 of shape (layers, 3): the last step's ``||w||``, ``||u||`` and trust ratio per
@@ -131,72 +118,14 @@ class LAMB(layerwise.LayerwiseOptimizer):
     def _slots(self, index):
         return self._momentums[index], self._velocities[index]
 
-    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = layerwise.compute_dtype(variable.dtype)
-        g = layerwise.dense_gradient(gradient, dtype)
-        if self.weight_decay_mode == "l2":
-            g = self._decay_in_gradient(g, variable, index)
-        m, v = slots
-        if (
-            not self.nesterov
-            and self._uses_kernels(variable.dtype)
-            and self.beta_1
-            and self.beta_2
-        ):
-            direction = self._kernel_direction(variable, m, v, g, t)
-        else:
-            m, v = self._update_moments(m, v, g, self.beta_1, self.beta_2)
-            direction = self._ops_direction(m, v, g, t, dtype)
-        return self._apply_layerwise(
-            variable, index, learning_rate, [direction], mode=self.weight_decay_mode
+    def _directions(self, step, layer, g):
+        m, v = update_moments(self, *layer.slots, g, self.beta_1, self.beta_2)
+        t = step.t(compute_dtype(layer.variable.dtype))
+        m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, self.nesterov)
+        v_hat = moment_estimate(
+            v, ops.square(g), self.beta_2, t, self.bias_correction, self.nesterov == "nn-lamb"
         )
-
-    def _ops_direction(self, m, v, g, t, dtype):
-        """The direction from the updated moments, in ``keras.ops``."""
-        if self.nesterov:
-            m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, True)
-            v_hat = moment_estimate(
-                v, ops.square(g), self.beta_2, t, self.bias_correction, self.nesterov == "nn-lamb"
-            )
-            return layerwise.Direction(
-                lambda for_norm: layerwise.adam_direction(m_hat, v_hat, self.epsilon, for_norm)
-            )
-        # m_hat / (sqrt(v_hat) + eps) = scale * m / (sqrt(v) + eps * sqrt(c_2)) with
-        # c = 1 - beta**t and scale = sqrt(c_2) / c_1: the bias corrections stay scalars.
-        scale, epsilon = self._once_per_step(("lamb", dtype), lambda: self._corrections(t))
-        return layerwise.Direction(
-            lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm), scale
-        )
-
-    def _kernel_direction(self, variable, m, v, g, t):
-        """TensorFlow outside XLA: the moments' update and the direction in one kernel
-        (:mod:`tf_lamb.optimizers.kernels`). The kernel takes ``1 - beta`` in the variable's
-        dtype, so the bias corrections use the same rounded betas (the first step is then
-        Adam's exact sign step)."""
-        dtype = variable.dtype
-        betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
-        scale, epsilon = self._once_per_step(
-            ("lamb-kernel", dtype), lambda: self._corrections(t, *betas)
-        )
-        return layerwise.Direction(
-            lambda for_norm, decay: kernels.adam_direction(
-                variable, m, v, g, *betas, epsilon, decay
-            ),
-            scale,
-            decays=True,
-        )
-
-    def _corrections(self, t, beta_1=None, beta_2=None):
-        """``(sqrt(c_2) / c_1, epsilon * sqrt(c_2))``, see :func:`bias_corrections`; the
-        betas default to the optimizer's."""
-        scale, _, epsilon = bias_corrections(
-            t,
-            self.beta_1 if beta_1 is None else beta_1,
-            self.beta_2 if beta_2 is None else beta_2,
-            self.epsilon,
-            self.bias_correction,
-        )
-        return scale, epsilon
+        return [Direction(AdamRatio(m_hat, v_hat, self.epsilon))]
 
     def get_config(self):
         config = super().get_config()
@@ -211,6 +140,19 @@ class LAMB(layerwise.LayerwiseOptimizer):
             }
         )
         return config
+
+
+def update_moments(optimizer, m, v, g, beta_1, beta_2):
+    """Adam's moments from ``g`` (a tensor of the layer's compute dtype): ``m <- beta_1 m +
+    (1 - beta_1) g`` and ``v <- beta_2 v + (1 - beta_2) g**2``, stored in their slots by
+    ``optimizer``; returns the stored values, read back as compute-dtype tensors.
+
+    ``beta * m + (1 - beta) * g`` rather than ``m + (g - m) * (1 - beta)``: the latter
+    cancels when ``beta`` is small (exact sign SGD at ``beta = 0`` needs ``m = g``).
+    """
+    optimizer._store(m, beta_1 * as_compute(m) + (1.0 - beta_1) * g)
+    optimizer._store(v, beta_2 * as_compute(v) + (1.0 - beta_2) * ops.square(g))
+    return as_compute(m), as_compute(v)
 
 
 def moment_estimate(moment, observation, beta, t, bias_correction, nesterov):
@@ -228,36 +170,15 @@ def moment_estimate(moment, observation, beta, t, bias_correction, nesterov):
     Returns:
         A tensor of the moment's shape.
     """
+    # Each division is by a scalar, written as a product with its reciprocal: XLA recomputes
+    # a product wherever it is used, but stores a quotient as a full-size temporary.
     if not nesterov:
-        return moment / one_minus_power(beta, t) if bias_correction else moment
+        return moment * (1.0 / one_minus_power(beta, t)) if bias_correction else moment
     if not bias_correction:
         return beta * moment + (1.0 - beta) * observation
-    return beta * moment / one_minus_power(beta, t + 1.0) + (
-        1.0 - beta
-    ) * observation / one_minus_power(beta, t)
-
-
-def bias_corrections(t, beta_1, beta_2, epsilon, enabled=True):
-    """Adam's bias corrections as scalars kept out of the tensor arithmetic.
-
-    With ``c = 1 - beta**t``, ``m_hat / (sqrt(v_hat) + epsilon)`` equals
-    ``sqrt(c_2) / c_1 * m / (sqrt(v) + epsilon * sqrt(c_2))`` and ``g / (sqrt(v_hat) +
-    epsilon)`` equals ``sqrt(c_2) * g / (sqrt(v) + epsilon * sqrt(c_2))`` (Kingma and Ba
-    2015, Sec. 2, the "more efficient" ordering).
-
-    Args:
-        t: the 1-based step, a float tensor.
-        beta_1, beta_2: Python floats in [0, 1).
-        epsilon: Python float > 0.
-        enabled: False gives ``(1, 1, epsilon)`` (no bias correction).
-
-    Returns:
-        ``(sqrt(c_2) / c_1, sqrt(c_2), epsilon * sqrt(c_2))``.
-    """
-    if not enabled:
-        return 1.0, 1.0, epsilon
-    root_c2 = ops.sqrt(one_minus_power(beta_2, t))
-    return root_c2 / one_minus_power(beta_1, t), root_c2, epsilon * root_c2
+    return moment * (beta / one_minus_power(beta, t + 1.0)) + observation * (
+        (1.0 - beta) / one_minus_power(beta, t)
+    )
 
 
 def one_minus_power(beta, t):

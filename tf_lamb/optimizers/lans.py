@@ -6,11 +6,13 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import kernels, layerwise
-from tf_lamb.optimizers.lamb import bias_corrections
+from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers.lamb import moment_estimate, update_moments
+from tf_lamb.optimizers.terms import AdamRatio, Direction, compute_dtype
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
+@layerwise.with_layerwise_args
 class LANS(layerwise.LayerwiseOptimizer):
     """LAMB with a normalized gradient and a Nesterov-style two-term update.
 
@@ -39,9 +41,7 @@ class LANS(layerwise.LayerwiseOptimizer):
             :class:`tf_lamb.LAMB`) or ``"l2"``: ``wd * w`` added to the normalized gradient,
             before the moments, as the authors' kernel does with ``adam_w_mode=False``.
         bias_correction: bool. Defaults to True.
-        exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
-        max_trust_ratio, fused, jit_compile: as in :class:`tf_lamb.LAMB`.
-        **kwargs: ``keras.optimizers.Optimizer`` arguments.
+        {{layerwise_args}}
 
     Slots: ``m`` and ``v``, each of the variable's shape and dtype; ``layer_statistics``,
     float32 (layers, 5): ``||w||``, then ``||r||``, ``||c||`` and the two trust ratios.
@@ -109,83 +109,21 @@ class LANS(layerwise.LayerwiseOptimizer):
     def _slots(self, index):
         return self._momentums[index], self._velocities[index]
 
-    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = layerwise.compute_dtype(variable.dtype)
-        g = layerwise.dense_gradient(gradient, dtype)
-        # g is normalized by a scalar reciprocal times g, not an elementwise divide: XLA
-        # recomputes a cheap product in each of g's four consumers, but it stores a divide's
-        # result, a full-size temporary (measured: the embedding's, 89 MiB, on BERT-base).
-        inverse_norm = 1.0
-        if self.normalize_grad:
-            inverse_norm = ops.reciprocal(ops.cast(self._norm(g), dtype) + self.epsilon)
-        m, v = slots
-        normalized = g * inverse_norm if self.normalize_grad else g
-        if self.weight_decay_mode == "l2" and self._decay_rates[index]:
-            # The authors' kernel (adam_w_mode=False) adds the decay to the normalized
-            # gradient, before the moments; both directions then see it.
-            normalized = self._decay_in_gradient(normalized, variable, index)
-            g, inverse_norm = normalized, 1.0
-        if self._uses_kernels(variable.dtype) and self.beta_1 and self.beta_2:
-            directions = self._kernel_directions(variable, m, v, g, normalized, inverse_norm, t)
-        else:
-            directions = self._ops_directions(m, v, normalized, t, dtype)
-        return self._apply_layerwise(
-            variable, index, learning_rate, directions, mode=self.weight_decay_mode
-        )
+    def _prepare_gradient(self, step, g):
+        if not self.normalize_grad:
+            return g
+        # A scalar reciprocal times g, not g divided by a norm: XLA recomputes a product in
+        # each of g's consumers but stores a quotient, a full-size temporary.
+        return g * ops.reciprocal(ops.cast(step.norm(g), g.dtype) + self.epsilon)
 
-    def _ops_directions(self, m, v, g, t, dtype):
-        """The two directions from the normalized gradient ``g``, in ``keras.ops``."""
-        m, v = self._update_moments(m, v, g, self.beta_1, self.beta_2)
-        # d = sqrt(v_hat) + eps = (sqrt(v) + eps sqrt(c_2)) / sqrt(c_2), c = 1 - beta**t: the
-        # two directions m_hat / d and g / d carry their bias corrections as scalars.
-        m_scale, g_scale, epsilon = self._once_per_step(
-            ("lans", dtype),
-            lambda: bias_corrections(
-                t, self.beta_1, self.beta_2, self.epsilon, self.bias_correction
-            ),
-        )
+    def _directions(self, step, layer, g):
+        m, v = update_moments(self, *layer.slots, g, self.beta_1, self.beta_2)
+        t = step.t(compute_dtype(layer.variable.dtype))
+        m_hat = moment_estimate(m, g, self.beta_1, t, self.bias_correction, False)
+        v_hat = moment_estimate(v, None, self.beta_2, t, self.bias_correction, False)
         return [
-            layerwise.Direction(
-                lambda for_norm: layerwise.adam_direction(m, v, epsilon, for_norm),
-                m_scale,
-                self.beta_1,
-            ),
-            layerwise.Direction(
-                lambda for_norm: layerwise.adam_direction(g, v, epsilon, 2 if for_norm else False),
-                g_scale,
-                1.0 - self.beta_1,
-            ),
-        ]
-
-    def _kernel_directions(self, variable, m, v, g, normalized, inverse_norm, t):
-        """TensorFlow outside XLA: the moments' update and ``m / d`` from ``normalized`` (``g
-        * inverse_norm``) in one kernel, then ``g / d`` from the new ``v`` in another
-        (:mod:`tf_lamb.optimizers.kernels`); the gradient's normalization is the second
-        kernel's scale, so the normalized gradient lives only until the first. The bias corrections use the betas rounded as the
-        kernel holds them (see :func:`kernels.rounded`)."""
-        dtype = variable.dtype
-        betas = kernels.rounded(self.beta_1, dtype), kernels.rounded(self.beta_2, dtype)
-        m_scale, g_scale, epsilon = self._once_per_step(
-            ("lans-kernel", dtype),
-            lambda: bias_corrections(t, *betas, self.epsilon, self.bias_correction),
-        )
-        return [
-            layerwise.Direction(
-                lambda for_norm, decay: kernels.adam_direction(
-                    variable, m, v, normalized, *betas, epsilon, decay
-                ),
-                m_scale,
-                self.beta_1,
-                decays=True,
-            ),
-            layerwise.Direction(
-                lambda for_norm, decay: kernels.scaled_direction(
-                    variable, v, g, inverse_norm, epsilon, decay
-                ),
-                g_scale,
-                1.0 - self.beta_1,
-                decays=True,
-            ),
+            Direction(AdamRatio(m_hat, v_hat, self.epsilon), coefficient=self.beta_1),
+            Direction(AdamRatio(g, v_hat, self.epsilon), coefficient=1.0 - self.beta_1),
         ]
 
     def get_config(self):

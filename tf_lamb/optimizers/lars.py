@@ -6,13 +6,15 @@ import keras
 from keras import ops
 
 from tf_lamb import _args
-from tf_lamb.optimizers import kernels, layerwise
+from tf_lamb.optimizers import layerwise
+from tf_lamb.optimizers.terms import Direction, as_compute, compute_dtype
 
 FORMS = ("classic", "paper")
 _DEFAULT_TRUST_COEFFICIENT = {"classic": 0.001, "paper": 1.0}
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
+@layerwise.with_layerwise_args
 class LARS(layerwise.LayerwiseOptimizer):
     """Momentum SGD with each layer's step scaled by its trust ratio.
 
@@ -52,9 +54,7 @@ class LARS(layerwise.LayerwiseOptimizer):
             passes ``--lars_epsilon=0``); unused by the paper form.
         nesterov: bool. Defaults to False.
         form: ``"classic"`` or ``"paper"``. Defaults to ``"classic"``.
-        exclude_from_weight_decay, exclude_from_layer_adaptation, weight_norm_bounds,
-        max_trust_ratio, fused, jit_compile: as in :class:`tf_lamb.LAMB`.
-        **kwargs: ``keras.optimizers.Optimizer`` arguments.
+        {{layerwise_args}}
 
     Slots: ``momentum``, one of each variable's shape and dtype; ``layer_statistics``,
     float32 (layers, 3): ``||w||``, the norm in the ratio's denominator (classic: ``||g||``;
@@ -112,11 +112,18 @@ class LARS(layerwise.LayerwiseOptimizer):
         self.nesterov = _args.check_bool("nesterov", nesterov)
         self.form = form
 
-    # The trust ratio's norms are of stored tensors (w and g, or the paper form's momentum),
-    # so no direction-sized temporary builds up on JAX; ordered, the fused JAX step on CPU
-    # ran 1.3x slower for no memory saved, so XLA stays free to order the layers there
-    # (TensorFlow's XLA held many layers' norm folds at once, so there they are ordered).
-    _sequence_layers = False
+    stored_directions = True  # Its directions are a slot or the decayed gradient.
+
+    @property
+    def weight_decay_mode(self):
+        """Classic: ``wd * w`` joins the direction ``g`` (the ratio's denominator takes it as
+        ``wd * ||w||``); paper: it joins the gradient before the momentum."""
+        return "inside" if self.form == "classic" else "l2"
+
+    @property
+    def eta(self):
+        """The trust coefficient in use: ``trust_coefficient``, or the form's default."""
+        return self.trust_coefficient or _DEFAULT_TRUST_COEFFICIENT[self.form]
 
     def build(self, var_list):
         if self.built:
@@ -127,48 +134,27 @@ class LARS(layerwise.LayerwiseOptimizer):
     def _slots(self, index):
         return (self._momentums[index],)
 
-    def _update_layer(self, index, gradient, variable, slots, learning_rate, t):
-        dtype = layerwise.compute_dtype(variable.dtype)
-        lr = ops.cast(learning_rate, dtype)
-        g = layerwise.dense_gradient(gradient, dtype)
-        decayed = self._decay_in_gradient(g, variable, index)
-        (m,) = slots
-        eta = self.trust_coefficient or _DEFAULT_TRUST_COEFFICIENT[self.form]
+    def _directions(self, step, layer, g):
+        if self.form == "classic":
+            return [Direction(g, norm_of=g, epsilon=self.epsilon, trust_coefficient=self.eta)]
+        (m,) = layer.slots
+        self._store(m, self.momentum * as_compute(m) + (1.0 - self.momentum) * g)
+        m = as_compute(m)
+        if self.nesterov:
+            m = self.momentum * m + (1.0 - self.momentum) * g
+        return [Direction(m, trust_coefficient=self.eta)]
+
+    def _descend(self, layer, lr, terms, shrink):
         if self.form == "paper":
-            m_new = self.momentum * layerwise.as_compute(m) + (1.0 - self.momentum) * decayed
-            self._store(m, m_new)
-            m = layerwise.as_compute(m)
-
-            def direction(for_norm):
-                if self.nesterov:
-                    return self.momentum * m + (1.0 - self.momentum) * decayed
-                return m
-
-            return self._apply_layerwise(
-                variable,
-                index,
-                lr,
-                [layerwise.Direction(direction)],
-                mode="l2",
-                trust_coefficient=eta,
-            )
-        local_lr = lr
-        stats = (0.0, [], [])
-        if self._adapts[index]:
-            weight_norm = self._weight_norm(variable)
-            gradient_norm = self._norm(g)
-            offset = self._decay_rates[index] * weight_norm + self.epsilon
-            ratio = self._trust_ratio(index, weight_norm, gradient_norm, eta, offset)
-            local_lr = lr * ops.cast(ratio, dtype)
-            stats = (weight_norm, [gradient_norm], [ratio])
-        step = local_lr * decayed
-        if self._uses_kernels(variable.dtype):  # TensorFlow outside XLA: one pass.
-            kernels.momentum_step(variable, m, step, self.momentum, self.nesterov)
-        else:
-            self._store(m, self.momentum * layerwise.as_compute(m) + step)
-            m = layerwise.as_compute(m)
-            self._move(variable, self.momentum * m + step if self.nesterov else m)
-        return stats
+            return super()._descend(layer, lr, terms, shrink)
+        # Classic: the learning rate and the ratio go into the momentum buffer.
+        ((factor, u),) = terms
+        dtype = compute_dtype(layer.variable.dtype)
+        step = ops.cast(lr * factor, dtype) * u
+        (m,) = layer.slots
+        self._store(m, self.momentum * as_compute(m) + step)
+        m = as_compute(m)
+        self._move(layer.variable, self.momentum * m + step if self.nesterov else m)
 
     def get_config(self):
         config = super().get_config()
