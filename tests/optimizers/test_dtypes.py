@@ -80,6 +80,13 @@ CASES = {
         {"wd": 0.05, "eta": 0.02},
     ),
     "larc": (tf_lamb.LARC, {"weight_decay": 0.05}, LARCReference, {"wd": 0.05}),
+    # A cap that binds: Keras' PyTorch `minimum` once rounded float64 ratios to float32.
+    "lamb_capped": (
+        tf_lamb.LAMB,
+        {"weight_decay": 0.05, "max_trust_ratio": 0.3},
+        LAMBReference,
+        {"wd": 0.05, "cap": 0.3},
+    ),
 }
 
 

@@ -112,7 +112,9 @@ class LARC(layerwise.LayerwiseOptimizer):
         if not self.clip or not self._adapts[index]:
             return ratio
         positive = ops.logical_and(weight_norm > 0.0, norm > 0.0)
-        clipped = ops.minimum(ratio / ops.cast(lr, ratio.dtype), 1.0)
+        relative = ratio / ops.cast(lr, ratio.dtype)
+        # min(relative, 1) by `where`: Keras' PyTorch `minimum` returns float64 as float32.
+        clipped = ops.where(relative < 1.0, relative, ops.ones_like(relative))
         return ops.where(positive, clipped, ratio)  # The zero-norm rule: 1, not clipped.
 
     def _descend(self, layer, lr, terms, shrink):

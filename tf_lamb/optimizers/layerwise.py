@@ -80,8 +80,8 @@ def trust_ratio(
         phi = coefficient * phi
     one = ops.ones_like(phi)
     ratio = phi / ops.where(positive, denominator, one)
-    if max_ratio is not None:
-        ratio = ops.minimum(ratio, max_ratio)
+    if max_ratio is not None:  # (`where`: Keras' PyTorch `minimum` returns float64 as float32.)
+        ratio = ops.where(ratio > max_ratio, max_ratio * one, ratio)
     return ops.where(positive, ratio, one)  # The zero-norm rule holds whatever the cap.
 
 

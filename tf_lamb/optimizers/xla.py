@@ -52,7 +52,7 @@ def copy_for_norm(u, k):
     temporary, or recomputed in each pass. XLA recomputes it only where the two expressions
     differ: :class:`~tf_lamb.optimizers.terms.AdamRatio`'s copy multiplies by a
     reciprocal of ``sqrt(abs(v))`` (``abs`` changes nothing, a second moment is never
-    negative); a layer's second such copy (LANS) writes ``maximum(v, 0)`` instead, so the two
+    negative); a layer's second such copy (LANS) writes ``max(v, 0)`` instead, so the two
     copies share no ``sqrt`` either. Any other direction is a stored tensor, taken as it is.
 
     Args:
@@ -65,5 +65,6 @@ def copy_for_norm(u, k):
     if not hasattr(u, "second_moment"):
         return u
     v = u.second_moment
-    root = ops.sqrt(ops.maximum(v, 0.0) if k else ops.abs(v))
+    # max(v, 0) by `where`: Keras' PyTorch `maximum` returns float64 as float32.
+    root = ops.sqrt(ops.where(v > 0.0, v, ops.zeros_like(v)) if k else ops.abs(v))
     return u.numerator * ops.reciprocal(root + u.epsilon)
