@@ -133,7 +133,7 @@ def compact_table():
         arguments = ", ".join(
             f"`{_name(p)}`" if p.kind is p.VAR_KEYWORD or p.default is p.empty
             else f"`{p.name}={p.default!r}`" for p in _parameters(obj))
-        source = _source(qualified, obj).replace("|", "/")
+        source = _source(qualified, obj).replace("|", "\\|")
         rows.append(f"| `{qualified}` | {arguments} | {source} |")
     return "\n".join(rows)
 
@@ -156,9 +156,9 @@ def full_reference():
         for p in _parameters(obj):
             if p.kind is p.VAR_KEYWORD:  # Documented arguments passed on through **kwargs.
                 for name, inherited in _inherited(obj, named, help_):
-                    meaning = help_[name].replace("|", "/")
+                    meaning = help_[name].replace("|", "\\|")
                     parts.append(f"| `{name}` | {_default(inherited)} | {meaning} |")
-            meaning = help_.get(p.name, help_.get(f"**{p.name}", "")).replace("|", "/")
+            meaning = help_.get(p.name, help_.get(f"**{p.name}", "")).replace("|", "\\|")
             parts.append(f"| `{_name(p)}` | {_default(p)} | {meaning} |")
         parts.append("")
     return "\n".join(parts)

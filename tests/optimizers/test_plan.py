@@ -130,7 +130,20 @@ def test_a_bad_step_plan_is_refused_by_name(step_plan, message):
         tf_lamb.LAMB(step_plan=step_plan)
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="refused off TensorFlow")
-def test_a_tensorflow_fast_path_is_refused_on_other_backends():
-    with pytest.raises(ValueError, match="TensorFlow-only"):
-        tf_lamb.LAMB(step_plan={"kernels": True})
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="left out off TensorFlow")
+def test_a_tensorflow_fast_path_is_left_out_on_other_backends():
+    # A configuration saved on TensorFlow loads on JAX and PyTorch, without those paths.
+    fields = {"kernels": True, "groups": True, "norm": "l2_loss"}
+    optimizer = tf_lamb.LAMB.from_config(tf_lamb.LAMB(step_plan=fields).get_config())
+    chosen = optimizer._plan(harness.make_variable("m/kernel", np.ones((2, 2))), compiled=False)
+    assert (chosen.kernels, chosen.groups, chosen.norm) == (False, False, "reduce")
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's object tracking")
+def test_a_step_plan_is_not_tracked_into_checkpoints():
+    import tensorflow as tf
+
+    optimizer = tf_lamb.LAMB(step_plan={"ordered": False})
+    optimizer.build([harness.make_variable("m/kernel", np.ones((2, 2)))])
+    names = [name for name, _ in tf.train.Checkpoint(optimizer=optimizer)._checkpoint_dependencies]
+    assert names and not [c for c in optimizer._trackable_children() if "plan" in c]

@@ -72,8 +72,8 @@ def adam_direction(variable, m, v, gradient, beta_1, beta_2, epsilon, decay=None
 
     ``m <- m + (1 - beta_1) (g - m)`` and ``v <- v + (1 - beta_2) (g**2 - v)`` (TensorFlow's
     Adam kernel; equal to ``beta m + (1 - beta) g`` up to float rounding), then the direction
-    from the new moments, without bias correction (fold it into ``epsilon`` and a scale,
-    as LAMB does).
+    from the new moments, without bias correction (fold it into ``epsilon`` and a scale, as
+    :mod:`tf_lamb.optimizers.tf_graph` does).
 
     Args:
         variable: the layer ``w``, a float32 or float64 variable of any shape.

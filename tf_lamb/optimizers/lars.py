@@ -112,7 +112,8 @@ class LARS(layerwise.LayerwiseOptimizer):
         self.nesterov = _args.check_bool("nesterov", nesterov)
         self.form = form
 
-    stored_directions = True  # Its directions are a slot or the decayed gradient.
+    # Its directions are a slot or the decayed gradient (paper Nesterov: an axpy of the two).
+    stored_directions = True
 
     @property
     def weight_decay_mode(self):

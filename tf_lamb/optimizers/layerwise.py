@@ -33,7 +33,8 @@ from tf_lamb.optimizers.terms import HALF_DTYPES, Layer, as_compute, compute_dty
 #: ``"inside"``: ``u <- u + wd * w`` before the trust ratio (paper Algorithm 2, tfa, apex, optax);
 #: ``"decoupled"``: ``w <- (1 - lr * wd) * w`` outside the trust ratio, applied first as
 #: ``keras.optimizers.Lamb`` does (AdamW-style);
-#: ``"l2"``: ``g <- g + wd * w`` before the direction (apex ``adam_w_mode=False``; LARS).
+#: ``"l2"``: ``g <- g + wd * w`` before the direction (apex ``adam_w_mode=False``; LARS'
+#: paper form). Classic LARS and LARC decay ``"inside"``, their direction being ``g``.
 WEIGHT_DECAY_MODES = ("inside", "decoupled", "l2")
 
 
@@ -155,7 +156,7 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
             )
         self.fused = fused
         self.jit_compile = check_bool("jit_compile", jit_compile)
-        self.step_plan = plan.check_spec(step_plan, keras.backend.backend())
+        self._step_plan = plan.check_spec(step_plan)
         self._fused_active = seams.fused_supported() if fused is None else fused
         self._compiled_step = None
 
@@ -266,7 +267,13 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
 
     def _plan(self, variable, compiled):
         """This step's :class:`~tf_lamb.optimizers.plan.StepPlan` (see :func:`plan.choose`)."""
-        return plan.choose(self.step_plan, variable, compiled, self.stored_directions)
+        return plan.choose(self._step_plan, variable, compiled, self.stored_directions)
+
+    @property
+    def step_plan(self):
+        """The ``step_plan`` argument: None, ``"reference"`` or a dict of plan fields."""
+        spec = self._step_plan
+        return dict(spec) if isinstance(spec, tuple) else spec
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' per-variable step (the fallback path): one layer through ``_update_layer``."""
@@ -284,7 +291,9 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
             r_k <- eta * phi(||(1 - lr wd) w||) / ||u_k||   (1 where a norm is 0)
             w <- (1 - lr * wd) * w - lr * sum_k c_k * r_k * u_k   ("decoupled" decay)
 
-        Weight decay enters here and only here, in one of the three places its mode names.
+        Weight decay enters the reference update here and only here, in one of the three
+        places its mode names (TensorFlow's kernel fast path restates it per kernel, tested
+        equal). For classic LARS and LARC, ``||u_k||`` is ``||g|| + wd ||w|| + epsilon``.
         Every term is taken at the same ``w`` (the LANS authors' kernel). A 16-bit layer is
         computed in float32 (:func:`compute_dtype`) and rounded once, when stored.
 

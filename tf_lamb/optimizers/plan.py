@@ -17,7 +17,8 @@ rounding and each tested so against the same float64 reference:
 :func:`plan_for` picks them from the backend, the device and whether the step is compiled;
 each was adopted where a row of ``benchmarks/optimizer_step.py`` showed it paying (see
 ``benchmarks/README.md`` and ``docs/design.md``). Elsewhere, GPUs and TPUs included, the
-plain plan runs: no measurement there has shown that a trick tuned on a CPU helps.
+plain plan runs (on PyTorch, with its one-kernel norm): no measurement there has shown that a
+trick tuned on a CPU helps.
 """
 
 import dataclasses
@@ -98,27 +99,27 @@ def resolve(spec, auto):
     """The plan a ``step_plan`` argument asks for.
 
     Args:
-        spec: ``None`` (``auto``), ``"reference"`` or a dict of :class:`StepPlan` fields
-            overriding ``auto``'s.
+        spec: ``None`` (``auto``), ``"reference"`` or :class:`StepPlan` fields overriding
+            ``auto``'s, as :func:`check_spec` returns them.
         auto: the :class:`StepPlan` of :func:`plan_for`.
     """
     if spec is None:
         return auto
     if spec == "reference":
         return REFERENCE
-    return dataclasses.replace(auto, **spec)
+    return dataclasses.replace(auto, **dict(spec))
 
 
-def check_spec(spec, backend):
-    """Validates a ``step_plan`` argument at construction; returns it.
+def check_spec(spec):
+    """Validates a ``step_plan`` argument at construction.
 
-    Args:
-        spec: the argument.
-        backend: the Keras backend; TensorFlow's fast paths are refused on the others.
+    Returns:
+        ``None``, ``"reference"``, or the dict's items as a sorted tuple (kept as a tuple, so
+        TensorFlow does not track it into checkpoints as it would a dict attribute).
 
     Raises:
         ValueError: ``spec`` is not ``None``, ``"reference"`` or a dict of :class:`StepPlan`
-            fields with valid values, or asks for a TensorFlow fast path on another backend.
+            fields with valid values.
     """
     if spec is None or spec == "reference":
         return spec
@@ -131,22 +132,18 @@ def check_spec(spec, backend):
         if name != "norm" and not isinstance(value, bool):
             raise ValueError(f"Argument `step_plan[{name!r}]` must be a bool. Received: {value!r}")
     StepPlan(**spec)  # Checks `norm`.
-    tensorflow_only = [f for f in ("kernels", "groups") if spec.get(f)]
-    tensorflow_only += ["norm='l2_loss'"] if spec.get("norm") == "l2_loss" else []
-    if tensorflow_only and backend != "tensorflow":
-        raise ValueError(
-            f"Argument `step_plan` asks for TensorFlow-only fast paths ({tensorflow_only}) on "
-            f"the {backend} backend. Received: step_plan={spec!r}"
-        )
-    return dict(spec)
+    return tuple(sorted(spec.items()))
 
 
 def choose(spec, variable, compiled, stored_directions):
     """The plan of one step, made at trace time: :func:`plan_for` this runtime, overridden
-    by the optimizer's ``step_plan`` argument ``spec`` (see :func:`resolve`).
+    by the optimizer's ``step_plan`` argument ``spec`` (see :func:`resolve`). A fast path that
+    cannot run here is left out: TensorFlow's kernels, groups and ``"l2_loss"`` norm off
+    TensorFlow (so a configuration saved there loads anywhere), and the kernels and groups
+    under XLA.
 
     Args:
-        spec: the validated ``step_plan`` argument.
+        spec: the ``step_plan`` argument, as :func:`check_spec` returns it.
         variable: any variable of the step (its device tells a CPU from an accelerator).
         compiled: bool, whether this step's own ``jit_compile`` is on; on TensorFlow a
             caller's XLA (``jit_compile=True``, a TPU program) counts too, and on JAX the
@@ -164,7 +161,9 @@ def choose(spec, variable, compiled, stored_directions):
         compiled = backend == "tensorflow" and (compiled or kernels.in_xla_context())
         on_cpu = "CPU" in (getattr(variable, "device", "") or "CPU").upper()
     chosen = resolve(spec, plan_for(backend, on_cpu, compiled, stored_directions))
-    if compiled:  # TensorFlow's kernels and groups do not compile.
+    if backend != "tensorflow" and chosen.norm == "l2_loss":
+        chosen = dataclasses.replace(chosen, norm="reduce")
+    if compiled or backend != "tensorflow":
         chosen = dataclasses.replace(chosen, kernels=False, groups=False)
     return chosen
 

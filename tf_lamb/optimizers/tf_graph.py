@@ -3,8 +3,9 @@ fused step run in memory-bounded groups (plan fields ``kernels`` and ``groups``)
 
 Without XLA each ``keras.ops`` op is one kernel over the whole tensor, so the reference update
 streams a layer through memory many times and the graph executor may run every layer's ops at
-once. :func:`update_layer` instead updates a float32 or float64 layer of LAMB, LANS or classic
-LARS with TensorFlow's own training kernels (:mod:`tf_lamb.optimizers.kernels`), a pass or two
+once. :func:`update_layer` instead updates a float32 or float64 layer of LAMB and LANS (with
+``"inside"`` or ``"l2"`` weight decay, no Nesterov, both betas > 0) or classic LARS (the exact
+classes: a subclass may change the direction) with TensorFlow's own training kernels (:mod:`tf_lamb.optimizers.kernels`), a pass or two
 per layer, and :func:`memory_groups` bounds how many layers run at once. Adopted from the
 TensorFlow rows ``*/fused`` and ``*/generic`` of ``benchmarks/optimizer_step.py`` (graph mode
 on a CPU); on GPUs unmeasured and off (``docs/design.md``). Each update here is tested equal
