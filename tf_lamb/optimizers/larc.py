@@ -7,7 +7,8 @@ from keras import ops
 
 from tf_lamb import _args
 from tf_lamb.optimizers import layerwise
-from tf_lamb.optimizers.terms import Direction, as_compute, compute_dtype
+from tf_lamb.optimizers.lars import momentum_step
+from tf_lamb.optimizers.terms import Direction, compute_dtype
 
 
 @keras.saving.register_keras_serializable(package="tf_lamb")
@@ -118,13 +119,10 @@ class LARC(layerwise.LayerwiseOptimizer):
         return ops.where(positive, clipped, ratio)  # The zero-norm rule: 1, not clipped.
 
     def _descend(self, layer, lr, terms, shrink):
+        # The learning rate stays outside the buffer, as in PyTorch's SGD.
         ((ratio, u),) = terms
-        dtype = compute_dtype(layer.variable.dtype)
-        scaled = ops.cast(ratio, dtype) * u
-        (b,) = layer.slots
-        self._store(b, self.momentum * as_compute(b) + scaled)
-        b = as_compute(b)
-        self._move(layer.variable, lr * (scaled + self.momentum * b if self.nesterov else b))
+        scaled = ops.cast(ratio, compute_dtype(layer.variable.dtype)) * u
+        self._move(layer.variable, lr * momentum_step(self, layer.slots[0], scaled))
 
     def get_config(self):
         config = super().get_config()

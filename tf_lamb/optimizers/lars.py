@@ -150,12 +150,8 @@ class LARS(layerwise.LayerwiseOptimizer):
             return super()._descend(layer, lr, terms, shrink)
         # Classic: the learning rate and the ratio go into the momentum buffer.
         ((factor, u),) = terms
-        dtype = compute_dtype(layer.variable.dtype)
-        step = ops.cast(lr * factor, dtype) * u
-        (m,) = layer.slots
-        self._store(m, self.momentum * as_compute(m) + step)
-        m = as_compute(m)
-        self._move(layer.variable, self.momentum * m + step if self.nesterov else m)
+        step = ops.cast(lr * factor, compute_dtype(layer.variable.dtype)) * u
+        self._move(layer.variable, momentum_step(self, layer.slots[0], step))
 
     def get_config(self):
         config = super().get_config()
@@ -169,3 +165,12 @@ class LARS(layerwise.LayerwiseOptimizer):
             }
         )
         return config
+
+
+def momentum_step(optimizer, buffer, step):
+    """Heavy-ball momentum: ``b <- momentum * b + step`` (stored in the slot ``buffer``),
+    returning what moves the weights, ``b`` (or, Nesterov, ``step + momentum * b``), as a
+    compute-dtype tensor. ``optimizer`` holds ``momentum`` and ``nesterov`` (LARS, LARC)."""
+    optimizer._store(buffer, optimizer.momentum * as_compute(buffer) + step)
+    b = as_compute(buffer)
+    return step + optimizer.momentum * b if optimizer.nesterov else b
