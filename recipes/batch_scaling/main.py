@@ -31,6 +31,17 @@ from . import data as data_lib  # noqa: E402
 from . import models, report, study  # noqa: E402
 
 _DEFAULTS = study.StudyConfig()
+_TUNED = "Tuned once at batch 256 (TUNING.md)."
+UNTUNED = "Not tuned for this study: give it when --optimizers lists this optimizer."
+#: The help of each reference's learning-rate and weight-decay flags: where the value comes from.
+RATE_HELP = {
+    "lamb": (_TUNED, "Inside the trust ratio. 0.01: LAMB paper / NVIDIA BERT. Not tuned."),
+    "lars": ("Classic LARS, trust coefficient 0.001. " + _TUNED,
+             "2e-4: MLPerf v0.7 ResNet-50. Not tuned."),
+    "adamw": (_TUNED, "Decoupled. 0.01: the same rate as LAMB, so the two differ by the trust "
+              "ratio and where decay enters. Not tuned."),
+    "momentum": ("Momentum 0.9. " + _TUNED, "Decoupled. 1e-4: Goyal et al. 2017. Not tuned."),
+}
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -54,38 +65,12 @@ def define_flags(flag_values=flags.FLAGS):
         "base_batch_size", d.base_batch_size,
         "The batch at which the learning rates were tuned; others are scaled from it. 256: the "
         "Goyal et al. 2017 reference batch and a common MNIST-scale batch.", flag_values=fv)
-    flags.DEFINE_float(
-        "lamb_learning_rate", d.lamb_learning_rate,
-        "LAMB learning rate at --base_batch_size. Tuned once at batch 256 (TUNING.md).",
-        flag_values=fv)
-    flags.DEFINE_float(
-        "lars_learning_rate", d.lars_learning_rate,
-        "LARS (classic, trust coefficient 0.001) learning rate at --base_batch_size. Tuned once "
-        "at batch 256 (TUNING.md).", flag_values=fv)
-    flags.DEFINE_float(
-        "adamw_learning_rate", d.adamw_learning_rate,
-        "AdamW learning rate at --base_batch_size. Tuned once at batch 256 (TUNING.md).",
-        flag_values=fv)
-    flags.DEFINE_float(
-        "momentum_learning_rate", d.momentum_learning_rate,
-        "Momentum-SGD (momentum 0.9) learning rate at --base_batch_size. Tuned once at batch 256 "
-        "(TUNING.md).", flag_values=fv)
-    flags.DEFINE_float(
-        "lamb_weight_decay", d.lamb_weight_decay,
-        "LAMB weight decay, inside the trust ratio; biases excluded. 0.01: LAMB paper / NVIDIA "
-        "BERT. Not tuned.", flag_values=fv)
-    flags.DEFINE_float(
-        "lars_weight_decay", d.lars_weight_decay,
-        "LARS weight decay; biases excluded. 2e-4: MLPerf v0.7 ResNet-50. Not tuned.",
-        flag_values=fv)
-    flags.DEFINE_float(
-        "adamw_weight_decay", d.adamw_weight_decay,
-        "AdamW decoupled weight decay; biases excluded. 0.01: the same rate as LAMB, so the two "
-        "differ by the trust ratio and where decay enters. Not tuned.", flag_values=fv)
-    flags.DEFINE_float(
-        "momentum_weight_decay", d.momentum_weight_decay,
-        "Momentum-SGD weight decay; biases excluded. 1e-4: Goyal et al. 2017. Not tuned.",
-        flag_values=fv)
+    for name in study.OPTIMIZERS:
+        rate, decay = RATE_HELP.get(name, (UNTUNED, UNTUNED))
+        flags.DEFINE_float(f"{name}_learning_rate", d.learning_rate(name),
+                           f"{name} learning rate at --base_batch_size. {rate}", flag_values=fv)
+        flags.DEFINE_float(f"{name}_weight_decay", d.weight_decay(name),
+                           f"{name} weight decay; biases excluded. {decay}", flag_values=fv)
     flags.DEFINE_enum(
         "scaling", d.scaling, study.SCALING_RULES,
         "How the peak learning rate grows with batch ratio k, for every optimizer: sqrt (x "

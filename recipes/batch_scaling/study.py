@@ -25,15 +25,26 @@ import time
 
 import keras
 
-import tf_lamb
-
-from ..common import make_evaluate, make_train_step, seed_everything, train
+from ..common import make_evaluate, make_train_step, optimizers, seed_everything, train
 from . import data as data_lib
 from . import models
 
-OPTIMIZERS = ("lamb", "lars", "adamw", "momentum")
+#: The study's reference optimizers, run by default; ``--optimizers`` takes any name of
+#: :data:`recipes.common.optimizers.OPTIMIZERS`, these first.
+REFERENCES = ("lamb", "lars", "adamw", "momentum")
+OPTIMIZERS = optimizers.names(REFERENCES)
 SCALING_RULES = ("sqrt", "linear")
 WARMUPS = ("legw", "fixed", "none")
+
+#: Each reference's base learning rate, tuned once at batch 256 (TUNING.md), and weight decay
+#: (not tuned: the reference's own, ``main.py`` says whose). Another optimizer has none: the
+#: study asks for both (``--<name>_learning_rate``, ``--<name>_weight_decay``).
+TUNED = {"lamb": (0.005, 0.01), "lars": (5.0, 2e-4), "adamw": (0.001, 0.01),
+         "momentum": (0.1, 1e-4)}
+
+#: The settings each optimizer takes in this study beyond the factory's (the references'
+#: forms): momentum SGD as Keras' ``SGD``, weight decay decoupled.
+SETTINGS = {"momentum": {"weight_decay_mode": "decoupled"}}
 
 #: Variables that get neither weight decay nor a trust ratio: biases (the MLP and CNN have no
 #: normalization layers). LAMB paper / BERT exclude ``bias`` and LayerNorm; MLPerf LARS skips
@@ -46,24 +57,11 @@ class FlagError(ValueError):
 
 
 @dataclasses.dataclass
-class StudyConfig:
-    """Everything a study depends on. Field names are the flag names of ``main.py``.
-
-    The defaults are those of the flags; ``main.py`` documents where each comes from.
-    """
-
-    optimizers: tuple = OPTIMIZERS
+class _Settings:
+    optimizers: tuple = REFERENCES
     batch_sizes: tuple = (256, 1024, 4096, 16384)
     epochs: int = 30
     base_batch_size: int = 256
-    lamb_learning_rate: float = 0.005
-    lars_learning_rate: float = 5.0
-    adamw_learning_rate: float = 0.001
-    momentum_learning_rate: float = 0.1
-    lamb_weight_decay: float = 0.01
-    lars_weight_decay: float = 2e-4
-    adamw_weight_decay: float = 0.01
-    momentum_weight_decay: float = 1e-4
     scaling: str = "sqrt"
     warmup: str = "legw"
     base_warmup_epochs: float = 0.125
@@ -78,13 +76,27 @@ class StudyConfig:
     eval_every_epoch: bool = False
     jit_compile: bool = False
 
-    def learning_rate(self, optimizer):
-        """The base learning rate of ``optimizer`` (at ``base_batch_size``)."""
-        return getattr(self, f"{optimizer}_learning_rate")
+def _rates(self, optimizer):
+    """The base learning rate of ``optimizer`` (at ``base_batch_size``) and its weight decay
+    (not scaled with the batch); None where the study has none."""
+    return (getattr(self, f"{optimizer}_learning_rate"),
+            getattr(self, f"{optimizer}_weight_decay"))
 
-    def weight_decay(self, optimizer):
-        """The weight-decay rate of ``optimizer`` (not scaled with the batch)."""
-        return getattr(self, f"{optimizer}_weight_decay")
+
+StudyConfig = dataclasses.make_dataclass(
+    "StudyConfig",
+    [(f"{name}_{kind}", float, dataclasses.field(default=TUNED.get(name, (None, None))[i]))
+     for name in OPTIMIZERS for i, kind in enumerate(("learning_rate", "weight_decay"))],
+    bases=(_Settings,),
+    namespace={
+        "learning_rate": lambda self, optimizer: _rates(self, optimizer)[0],
+        "weight_decay": lambda self, optimizer: _rates(self, optimizer)[1],
+    },
+)
+StudyConfig.__doc__ = """Everything a study depends on. Field names are the flag names of ``main.py``:
+the run's settings, and ``<optimizer>_learning_rate`` (at ``base_batch_size``) and
+``<optimizer>_weight_decay`` for every optimizer of :data:`OPTIMIZERS` (:data:`TUNED`'s values,
+None for the others). ``learning_rate(name)`` and ``weight_decay(name)`` read them."""
 
 
 def _fail(flag, value, requirement):
@@ -163,11 +175,16 @@ def validate(config, num_train_examples=None, known_models=models.MODELS):
             f"{available}.",
         )
     for name in OPTIMIZERS:
-        lr = config.learning_rate(name)
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        lr, wd = config.learning_rate(name), config.weight_decay(name)
+        for flag, value in ((f"{name}_learning_rate", lr), (f"{name}_weight_decay", wd)):
+            if value is None and name in config.optimizers:
+                _fail(flag, "", f"{name} has no value tuned for this study (TUNING.md); give "
+                      "one.")
+        if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr)
+                                   and lr > 0):
             _fail(f"{name}_learning_rate", lr, "must be a finite number > 0.")
-        wd = config.weight_decay(name)
-        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+        if wd is not None and not (isinstance(wd, (int, float)) and math.isfinite(wd)
+                                   and wd >= 0):
             _fail(f"{name}_weight_decay", wd, "must be a finite number >= 0.")
     enums = (("scaling", SCALING_RULES), ("warmup", WARMUPS), ("model", known_models))
     for flag, allowed in enums:
@@ -208,12 +225,6 @@ class Schedule:
     total_steps: int
 
 
-def scale_learning_rate(config, base_learning_rate, batch_size):
-    """The peak learning rate at ``batch_size`` by ``config.scaling``."""
-    rule = {"sqrt": tf_lamb.schedules.sqrt_scaling, "linear": tf_lamb.schedules.linear_scaling}
-    return float(rule[config.scaling](base_learning_rate, config.base_batch_size, batch_size))
-
-
 def build_schedule(config, batch_size, num_train_examples, base_learning_rate=1.0):
     """The learning-rate schedule of one run (see the module docstring for the warmups).
 
@@ -233,7 +244,8 @@ def build_schedule(config, batch_size, num_train_examples, base_learning_rate=1.
     total_steps = steps_per_epoch * config.epochs
     if config.warmup == "legw":
         try:
-            schedule = tf_lamb.schedules.LEGW.from_base(
+            schedule = optimizers.build_schedule(
+                "legw",
                 base_batch_size=config.base_batch_size,
                 base_learning_rate=base_learning_rate,
                 base_warmup_epochs=config.base_warmup_epochs,
@@ -254,11 +266,13 @@ def build_schedule(config, batch_size, num_train_examples, base_learning_rate=1.
             steps_per_epoch,
             int(schedule.total_steps),
         )
-    peak = scale_learning_rate(config, base_learning_rate, batch_size)
+    peak = optimizers.scale_learning_rate(
+        config.scaling, base_learning_rate, config.base_batch_size, batch_size)
     warmup_steps = 0
     if config.warmup == "fixed":
         warmup_steps = min(math.ceil(config.base_warmup_epochs * steps_per_epoch), total_steps)
-    schedule = tf_lamb.schedules.PolynomialDecayWithWarmup(
+    schedule = optimizers.build_schedule(
+        "polynomial",
         peak_learning_rate=peak,
         total_steps=total_steps,
         warmup_steps=warmup_steps,
@@ -268,59 +282,36 @@ def build_schedule(config, batch_size, num_train_examples, base_learning_rate=1.
     return Schedule(schedule, peak, warmup_steps, steps_per_epoch, total_steps)
 
 
-def build_optimizer(name, learning_rate, weight_decay, exclude_biases_from_adaptation=True):
-    """One of the four optimizers, each as its reference uses it, biases excluded from decay.
+def build_optimizer(name, learning_rate, weight_decay, exclude_biases_from_adaptation=True,
+                    variables=None):
+    """An optimizer of :data:`OPTIMIZERS` from the recipes' factory, biases excluded from
+    weight decay; each reference as its paper or library uses it:
 
     - ``lamb``: ``tf_lamb.LAMB`` with the paper's betas 0.9/0.999 and epsilon 1e-6, weight decay
       inside the trust ratio; biases get neither decay nor a trust ratio (BERT's exclusions).
     - ``lars``: ``tf_lamb.LARS``, classic/MLPerf form: momentum 0.9, trust coefficient 0.001,
       epsilon 0; biases skip decay and adaptation (MLPerf's skip list).
-    - ``adamw``: ``keras.optimizers.AdamW`` with LAMB's betas and epsilon (1e-6, Keras' default is
-      1e-7), so it differs from LAMB only by the trust ratio and where decay enters.
-    - ``momentum``: ``keras.optimizers.SGD(momentum=0.9)`` (Goyal et al. 2017), decoupled decay.
+    - ``adamw``: Keras' ``AdamW`` with LAMB's betas and epsilon (1e-6, Keras' default is 1e-7),
+      so it differs from LAMB only by the trust ratio and where decay enters.
+    - ``momentum``: Keras' ``SGD(momentum=0.9)`` (Goyal et al. 2017), decoupled decay
+      (:data:`SETTINGS`).
 
     Args:
         name: one of :data:`OPTIMIZERS`.
         learning_rate: float or ``LearningRateSchedule``.
         weight_decay: float >= 0.
-        exclude_biases_from_adaptation: bool; for LAMB and LARS, whether biases also skip the
-            trust ratio (then they take the plain Adam / momentum step at the full learning
-            rate) or get one like every other layer (the papers' Algorithms 1 and 2; NVLAMB).
+        exclude_biases_from_adaptation: bool; for the layer-wise optimizers, whether biases
+            also skip the trust ratio (then they take the plain Adam / momentum step at the
+            full learning rate) or get one like every other layer (the papers' Algorithms 1
+            and 2; NVLAMB).
+        variables: the model's trainable variables (Keras' baselines exclude them by
+            identity).
     """
     excluded = list(NO_DECAY_PATTERNS)
-    not_adapted = excluded if exclude_biases_from_adaptation else []
-    if name == "lamb":
-        return tf_lamb.LAMB(
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            exclude_from_weight_decay=excluded,
-            exclude_from_layer_adaptation=not_adapted,
-        )
-    if name == "lars":
-        return tf_lamb.LARS(
-            learning_rate=learning_rate,
-            momentum=0.9,
-            weight_decay=weight_decay,
-            exclude_from_weight_decay=excluded,
-            exclude_from_layer_adaptation=not_adapted,
-        )
-    if name == "adamw":
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            beta_1=0.9,
-            beta_2=0.999,
-            epsilon=1e-6,
-        )
-    elif name == "momentum":
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate, momentum=0.9, weight_decay=weight_decay
-        )
-    else:
-        raise ValueError(f"Unknown optimizer {name!r}; expected one of {OPTIMIZERS}.")
-    # Keras matches ``variable.name`` ("bias" under the TensorFlow backend).
-    optimizer.exclude_from_weight_decay(var_names=excluded)
-    return optimizer
+    return optimizers.build_optimizer(
+        name, learning_rate, weight_decay=weight_decay, exclude_from_weight_decay=excluded,
+        exclude_from_layer_adaptation=excluded if exclude_biases_from_adaptation else [],
+        variables=variables, flag="--optimizers", **SETTINGS.get(name, {}))
 
 
 def select(dataset, train_examples=0, validation_examples=0):
@@ -380,6 +371,7 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         sched.schedule,
         config.weight_decay(optimizer_name),
         exclude_biases_from_adaptation=config.exclude_biases_from_adaptation,
+        variables=model.trainable_variables,
     )
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     step = make_train_step(model, optimizer, loss_fn, jit_compile=config.jit_compile)

@@ -8,9 +8,10 @@ baseline). Values the sources did not let us check are marked *(check)*.
 
 import dataclasses
 
-import tf_lamb
+from ..common import optimizers
 
-OPTIMIZERS = ("lamb", "lans", "adamw")
+#: The references' optimizers first; any other of the recipes' factory is accepted.
+OPTIMIZERS = optimizers.names(("lamb", "lans", "adamw"))
 SCHEDULES = ("poly", "lans")
 
 
@@ -94,7 +95,7 @@ class PretrainConfig:
         if self.sqrt_scaling_base is None:
             return self.learning_rate
         batch, rate = self.sqrt_scaling_base
-        return tf_lamb.schedules.sqrt_scaling(rate, batch, self.global_batch_size)
+        return optimizers.scale_learning_rate("sqrt", rate, batch, self.global_batch_size)
 
 
 CONFIGS = {

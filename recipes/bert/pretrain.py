@@ -32,10 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tf_lamb  # noqa: E402
-from tf_lamb.optimizers.exclusions import Exclusions  # noqa: E402
-
-from ..common import checkpointing, distribute, driver, runtime, tfrecords, training  # noqa: E402
+from ..common import checkpointing, distribute, driver, optimizers, runtime, tfrecords  # noqa: E402
+from ..common import training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -79,12 +77,14 @@ def resolve_config(fv=FLAGS):
 def make_schedule(config):
     """The phase's learning-rate schedule, from 0 at step 0 (phase 2 re-warms from 0)."""
     if config.schedule == "lans":
-        return tf_lamb.schedules.WarmupConstantDecay(
-            config.peak_learning_rate, config.train_steps, config.warmup_steps,
+        return optimizers.build_schedule(
+            "warmup_constant_decay", peak_learning_rate=config.peak_learning_rate,
+            total_steps=config.train_steps, warmup_steps=config.warmup_steps,
             constant_steps=config.constant_steps,
         )
-    return tf_lamb.schedules.PolynomialDecayWithWarmup(
-        config.peak_learning_rate, config.train_steps, config.warmup_steps,
+    return optimizers.build_schedule(
+        "polynomial", peak_learning_rate=config.peak_learning_rate,
+        total_steps=config.train_steps, warmup_steps=config.warmup_steps,
         power=config.decay_power,
     )
 
@@ -93,36 +93,22 @@ def make_schedule(config):
 EXCLUDE = ["LayerNorm", "layer_norm", "bias"]
 
 
-class AdamW(tf_lamb.optimizers.ClipAfterSum, keras.optimizers.AdamW):
-    """Keras' AdamW whose ``global_clipnorm`` clips the global batch's gradient, as LAMB's
-    does (not each replica's share), so the baseline does not depend on the replica count."""
-
-
 def make_optimizer(config, variables):
-    """LAMB / LANS / AdamW with the configuration's settings and BERT's exclusions.
+    """The configuration's optimizer from the recipes' factory, with BERT's exclusions from
+    weight decay. Layer-wise adaptation follows each optimizer's reference: Google's LAMB
+    (tfa's rule) gives the no-decay layers a trust ratio of 1 too; the LANS authors adapt every
+    layer.
 
     Args:
         config: a :class:`configs.PretrainConfig`.
-        variables: the model's trainable variables. Keras' AdamW matches exclusion regexes on
-            ``variable.name`` only (``"gamma"`` for a LayerNorm scale), so the variables whose
-            path matches :data:`EXCLUDE` are handed to it by identity.
+        variables: the model's trainable variables (Keras' AdamW excludes them by identity).
     """
-    common = dict(
-        learning_rate=make_schedule(config), beta_1=config.beta_1, beta_2=config.beta_2,
-        epsilon=config.epsilon, global_clipnorm=config.global_clipnorm or None,
+    return optimizers.build_optimizer(
+        config.optimizer, make_schedule(config), weight_decay=config.weight_decay,
+        exclude_from_weight_decay=EXCLUDE, variables=variables, beta_1=config.beta_1,
+        beta_2=config.beta_2, epsilon=config.epsilon,
+        global_clipnorm=config.global_clipnorm or None,
     )
-    if config.optimizer == "lamb":
-        # Google's LAMB (and tfa's rule): the no-decay layers also keep a trust ratio of 1.
-        return tf_lamb.LAMB(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
-                            **common)
-    if config.optimizer == "lans":
-        # The LANS authors adapt every layer, the no-decay group (LayerNorm, bias) included.
-        return tf_lamb.LANS(weight_decay=config.weight_decay, exclude_from_weight_decay=EXCLUDE,
-                            exclude_from_layer_adaptation=[], **common)
-    optimizer = AdamW(weight_decay=config.weight_decay, **common)
-    excluded = Exclusions(EXCLUDE, "exclude_from_weight_decay")  # LAMB's matching
-    optimizer.exclude_from_weight_decay(var_list=[v for v in variables if excluded.matches(v)])
-    return optimizer
 
 
 def pretraining_task(model, batch, training):
@@ -304,7 +290,7 @@ def run(fv=FLAGS, log=print):
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files},
             check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()}),
-        trust_ratios=config.optimizer != "adamw", log=log,
+        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
     )
 
 

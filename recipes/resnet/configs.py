@@ -6,12 +6,14 @@ Every field is also a flag of ``recipes/resnet/train.py``; a flag given override
 """
 
 import dataclasses
+import math
 
-import tf_lamb
+from ..common import optimizers
 
-OPTIMIZERS = ("momentum", "lars", "lamb")
+#: The references' optimizers first; any other of the recipes' factory is accepted.
+OPTIMIZERS = optimizers.names(("momentum", "lars", "lamb"))
 SCHEDULES = ("goyal", "polynomial")
-SCALING_RULES = ("none", "linear", "sqrt")
+SCALING_RULES = optimizers.SCALING_RULES
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_VALIDATION_EXAMPLES = 50_000
 
@@ -23,7 +25,8 @@ class TrainConfig:
     Attributes:
         model: ``resnet50`` or a small ResNet (:data:`recipes.resnet.model.MODELS`).
         image_size, num_classes: the input side in pixels and the classes.
-        optimizer: ``momentum`` (``keras.optimizers.SGD``), ``lars`` or ``lamb``.
+        optimizer: ``momentum`` (Goyal et al.'s, L2 weight decay in the gradient), ``lars``
+            or ``lamb``, or any other name of :data:`OPTIMIZERS`.
         global_batch_size: examples per optimizer step, all replicas and passes together.
         epochs: float, passes over ``train_examples``; the run's length unless
             ``train_steps`` is set.
@@ -122,31 +125,36 @@ class TrainConfig:
 
     @property
     def peak_learning_rate(self):
-        if self.scaling == "linear":
-            return tf_lamb.schedules.linear_scaling(
-                self.base_learning_rate, self.base_batch_size, self.global_batch_size)
+        if self.scaling == "none":
+            return self.learning_rate
+        return optimizers.scale_learning_rate(
+            self.scaling, self.base_learning_rate, self.base_batch_size, self.global_batch_size)
+
+    @property
+    def scaled_warmup_epochs(self):
+        """The warmup in epochs: ``warmup_epochs``, or LEGW's (``base_warmup_epochs`` x the
+        batch ratio) with ``sqrt`` scaling."""
         if self.scaling == "sqrt":
-            return tf_lamb.schedules.sqrt_scaling(
-                self.base_learning_rate, self.base_batch_size, self.global_batch_size)
-        return self.learning_rate
+            return self.base_warmup_epochs * self.global_batch_size / self.base_batch_size
+        return self.warmup_epochs
 
     @property
     def warmup_steps(self):
-        epochs = self.warmup_epochs
-        if self.scaling == "sqrt":  # LEGW: warmup epochs grow linearly with the batch
-            epochs = self.base_warmup_epochs * self.global_batch_size / self.base_batch_size
-        return round(epochs * self.steps_per_epoch)
+        """The warmup in optimizer steps, rounded to the nearest (halves up, as
+        ``tf_lamb.schedules`` rounds epochs)."""
+        return math.floor(self.scaled_warmup_epochs * self.steps_per_epoch + 0.5)
 
     def schedule_fn(self):
         """The ``keras.optimizers.schedules.LearningRateSchedule`` of the run."""
         if self.schedule == "goyal":
-            return tf_lamb.schedules.LEGW(
-                self.peak_learning_rate, self.warmup_steps, self.total_steps, decay="step",
-                boundaries=[round(e * self.steps_per_epoch) for e in self.boundaries_epochs],
-                decay_factor=self.decay_factor,
+            return optimizers.build_schedule(
+                "goyal", peak_learning_rate=self.peak_learning_rate,
+                steps_per_epoch=self.steps_per_epoch, warmup_epochs=self.scaled_warmup_epochs,
+                boundaries_epochs=self.boundaries_epochs, decay_factor=self.decay_factor,
             )
-        return tf_lamb.schedules.LEGW(
-            self.peak_learning_rate, self.warmup_steps, self.total_steps, power=self.decay_power,
+        return optimizers.build_schedule(
+            "legw", peak_learning_rate=self.peak_learning_rate, warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps, power=self.decay_power,
             end_learning_rate=min(self.end_learning_rate, self.peak_learning_rate),
         )
 

@@ -31,9 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tf_lamb  # noqa: E402
-
-from ..common import distribute, driver, runtime, tfrecords, training  # noqa: E402
+from ..common import distribute, driver, optimizers, runtime, tfrecords, training  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -81,23 +79,22 @@ def resolve_config(fv=FLAGS, metadata=None):
     return dataclasses.replace(configs.CONFIGS[fv.config], **overrides)
 
 
-def make_optimizer(config):
-    """LARS, LAMB, or Goyal et al.'s momentum SGD, batch-norm and bias variables excluded
-    from weight decay and layer-wise adaptation.
+def make_optimizer(config, variables=None):
+    """The configuration's optimizer from the recipes' factory, batch-norm and bias variables
+    excluded from weight decay and layer-wise adaptation. ``momentum`` is Goyal et al.'s form
+    (Sec. 2.1: the rate inside the velocity, L2 weight decay in the gradient).
 
-    Momentum SGD is Goyal et al.'s form (Sec. 2.1: the rate inside the velocity, L2 weight
-    decay in the gradient): ``tf_lamb.LARS`` with every layer's trust ratio fixed at 1.
+    Args:
+        config: a :class:`configs.TrainConfig`.
+        variables: the model's trainable variables (Keras' baselines exclude them by
+            identity).
     """
-    schedule = config.schedule_fn()
-    if config.optimizer == "lamb":
-        return tf_lamb.LAMB(learning_rate=schedule, beta_1=config.beta_1, beta_2=config.beta_2,
-                            epsilon=config.epsilon, weight_decay=config.weight_decay,
-                            exclude_from_weight_decay=model_lib.EXCLUDE)
-    adaptation = None if config.optimizer == "lars" else (lambda variable: True)
-    return tf_lamb.LARS(learning_rate=schedule, momentum=config.momentum, weight_decay=config.weight_decay,
-                        trust_coefficient=config.trust_coefficient, epsilon=config.epsilon,
-                        exclude_from_weight_decay=model_lib.EXCLUDE,
-                        exclude_from_layer_adaptation=adaptation)
+    return optimizers.build_optimizer(
+        config.optimizer, config.schedule_fn(), weight_decay=config.weight_decay,
+        exclude_from_weight_decay=model_lib.EXCLUDE, variables=variables,
+        beta_1=config.beta_1, beta_2=config.beta_2, epsilon=config.epsilon,
+        momentum=config.momentum, trust_coefficient=config.trust_coefficient,
+    )
 
 
 def classification_task(label_smoothing, num_classes):
@@ -173,7 +170,7 @@ def run(fv=FLAGS, log=print):
     keras.utils.set_random_seed(fv.seed)
     with strategy.scope():
         model = model_lib.build(config.model, config.image_size, config.num_classes)
-        optimizer = make_optimizer(config)
+        optimizer = make_optimizer(config, model.trainable_variables)
         optimizer.build(model.trainable_variables)
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
     dtype = tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32
@@ -224,7 +221,7 @@ def run(fv=FLAGS, log=print):
         summarize=summarize, evaluate=evaluate,
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files}, record_check(config)),
-        trust_ratios=config.optimizer != "momentum", log=log,
+        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
     )
 
 

@@ -9,7 +9,7 @@ from tf_lamb.schedules.goyal import GoyalStepDecay
 from tf_lamb.schedules.lans import WarmupConstantDecay
 from tf_lamb.schedules.legw import LEGW
 from tf_lamb.schedules.polynomial import PolynomialDecayWithWarmup
-from tf_lamb.schedules.scaling import linear_scaling, sqrt_scaling
+from tf_lamb.schedules.scaling import SCALING_RULES, linear_scaling, sqrt_scaling
 
 __all__ = [
     "PolynomialDecayWithWarmup",
@@ -18,4 +18,5 @@ __all__ = [
     "GoyalStepDecay",
     "sqrt_scaling",
     "linear_scaling",
+    "SCALING_RULES",
 ]

@@ -79,4 +79,5 @@ def linear_scaling(base_learning_rate, base_batch_size, batch_size):
     return float(base_learning_rate) * ratio
 
 
+#: The batch-size scaling rules by name, as `LEGW.from_base(scaling=...)` takes them.
 SCALING_RULES = {"sqrt": sqrt_scaling, "linear": linear_scaling}
