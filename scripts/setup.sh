@@ -16,7 +16,7 @@ if [ "${1:-}" = "--backends" ]; then
     .venv/bin/python -m pip install --quiet "jax[cpu]" "torch==2.13.0"
 fi
 
-# Real data from Debian's archive (DATA.md): Fashion-MNIST for the study, the Python 3.11
+# Real data from Debian's archive (recipes/README.md, "Data"): Fashion-MNIST for the study, the Python 3.11
 # documentation sources as the BERT recipe's English corpus.
 DATA=/usr/share/datasets/fashion-mnist
 CORPUS=/usr/share/doc/python3.11/html/_sources

@@ -8,7 +8,7 @@ Writes ``{output_dir}/vocab.txt`` (built, or a copy of ``--vocab_file``), and pe
 length ``{output_dir}/seq{L}/{train,heldout}-*.tfrecord`` with ``metadata.json`` (counts and
 settings). Held-out documents are whole documents set aside before any pair is made, so no
 held-out sentence is seen in training. The default input is the Python documentation from
-Debian's ``python3.11-doc`` (DATA.md).
+Debian's ``python3.11-doc`` (recipes/README.md, "Data").
 
 Reproducibility: from the same text, seed and ``--vocab_file`` the records are the same bytes.
 A vocabulary trained here is not: Hugging Face's WordPiece trainer breaks ties between equally
@@ -30,8 +30,8 @@ from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ..common import driver  # noqa: E402
-from . import corpus, instances, records, tokenization  # noqa: E402
+from ..common import corpus, driver, tokenization  # noqa: E402
+from . import instances, records  # noqa: E402
 
 FLAGS = flags.FLAGS
 

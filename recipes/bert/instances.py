@@ -75,7 +75,7 @@ def create_instances(documents, tokenizer, options, seed):
     Args:
         documents: list of documents, each a list of sentences, each a list of token ids
             (no special tokens).
-        tokenizer: a :class:`~recipes.bert.tokenization.WordPiece` (special ids, vocabulary
+        tokenizer: a :class:`~recipes.common.tokenization.WordPiece` (special ids, vocabulary
             size, word continuations).
         options: :class:`InstanceOptions`.
         seed: int; the same seed gives the same instances.

@@ -29,11 +29,9 @@ from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ..common import checkpointing, distribute, driver, optimizers, runtime, tfrecords  # noqa: E402
-from ..common import training  # noqa: E402
+from ..common import checkpointing, driver, optimizers, runtime, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -226,71 +224,44 @@ def run(fv=FLAGS, log=print):
                                       config.max_predictions_per_seq, vocab_size)
              for flag, files in (("--train_files", train_files), ("--eval_files", eval_files))
              if files}
-    plan = distribute.plan_batch(
-        config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
-    )
-    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
-    log(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, {config.train_steps} steps, "
-        f"warmup {config.warmup_steps}, BERT-{config.model_size}, seq {config.max_seq_length}, "
-        f"{policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
-    tf.io.gfile.makedirs(fv.output_dir)
-
-    keras.utils.set_random_seed(fv.seed)
-    with strategy.scope():
-        model = model_lib.build(
-            model_lib.BertConfig.from_size(
-                config.model_size, vocab_size, dropout_rate=config.dropout_rate
-            ),
-            config.max_seq_length, config.max_predictions_per_seq,
-        )
-        optimizer = make_optimizer(config, model.trainable_variables)
-        optimizer.build(model.trainable_variables)
     shapes = (config.max_seq_length, config.max_predictions_per_seq)
-    feed = training.DataFeed(
-        strategy,
-        lambda batch, shards, index, skip: input_pipeline.make_dataset(
+
+    def train_dataset(batch, shards, index, skip):
+        return input_pipeline.make_dataset(
             train_files, *shapes, batch, num_shards=shards, shard_index=index, seed=fv.seed,
             shuffle_buffer=fv.shuffle_buffer, skip=skip,
+        )
+
+    def eval_dataset(batch, shards, index):
+        dataset = input_pipeline.make_dataset(
+            eval_files, *shapes, batch, num_shards=shards, shard_index=index, training=False,
+            drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy),  # static shapes
+        )
+        return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
+
+    def from_init_checkpoint(model):
+        if fv.init_checkpoint:
+            check_finished(fv.init_checkpoint)
+            log(f"model weights from {checkpointing.restore_model(model, fv.init_checkpoint)}")
+
+    return driver.train(
+        fv, strategy, policy, config=config,
+        summary=(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, "
+                 f"{config.train_steps} steps, warmup {config.warmup_steps}, "
+                 f"BERT-{config.model_size}, seq {config.max_seq_length}"),
+        build_model=lambda: model_lib.build(
+            model_lib.BertConfig.from_size(config.model_size, vocab_size,
+                                           dropout_rate=config.dropout_rate),
+            *shapes,
         ),
-        plan.per_replica_batch_size,
-        save_iterator=fv.resume_data == "iterator",
-    )
-    run_config = {"config_name": fv.config, **dataclasses.asdict(config),
-                  "peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size,
-                  "batch_plan": dataclasses.asdict(plan),
-                  "strategy": distribute.strategy_name(strategy), "precision": policy,
-                  "jit_compile": fv.jit_compile}
-    checkpointer, resumed = driver.open_checkpoints(
-        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
-    )
-    if not resumed and fv.init_checkpoint:
-        check_finished(fv.init_checkpoint)
-        log(f"model weights from {checkpointing.restore_model(model, fv.init_checkpoint)}")
-
-    evaluate = None
-    if eval_files:
-        drop = isinstance(strategy, tf.distribute.TPUStrategy)  # static shapes on a TPU
-
-        def eval_dataset(batch, shards, index):
-            dataset = input_pipeline.make_dataset(
-                eval_files, *shapes, batch, num_shards=shards, shard_index=index,
-                training=False, drop_remainder=drop,
-            )
-            return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
-
-        evaluate = driver.Evaluator(strategy, model, pretraining_task, eval_dataset,
-                                    plan.per_replica_batch_size)
-
-    return driver.run_steps(
-        fv,
-        runner=training.StepRunner(strategy, model, optimizer, pretraining_task, plan,
-                                   jit_compile=fv.jit_compile),
-        feed=feed, checkpointer=checkpointer, train_steps=config.train_steps,
-        summarize=summarize, evaluate=evaluate,
+        build_optimizer=lambda variables: make_optimizer(config, variables),
+        task=pretraining_task, train_dataset=train_dataset, train_steps=config.train_steps,
+        summarize=summarize, eval_dataset=eval_dataset if eval_files else None,
+        run_config={"peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size},
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files},
             check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()}),
-        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
+        on_fresh_start=from_init_checkpoint, log=log,
     )
 
 

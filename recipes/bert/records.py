@@ -1,6 +1,6 @@
 """BERT pre-training TFRecords: writing Google's format, reading it (or Model Garden's) back.
 
-Each record is a ``tf.train.Example`` with Google BERT's features (DATA.md):
+Each record is a ``tf.train.Example`` with Google BERT's features:
 
 ==========================  ==========  ================================================
 feature                     dtype       shape

@@ -1,10 +1,13 @@
-"""What every recipe's command line shares: the run flags, the strategy and precision they
-pick, held-out evaluation on the replicas, and the step loop (logs, TensorBoard, progress bar,
-evaluations, checkpoints, resumption after a kill).
+"""What every long-run recipe's command line shares: the run flags, the strategy and precision
+they pick, held-out evaluation on the replicas, the run's set-up (:func:`train`) and the step
+driver (:func:`run_steps`: logs, TensorBoard, progress bar, evaluations, checkpoints,
+resumption after a kill).
 
-A recipe supplies its model, optimizer, task and data; :func:`run_steps` does the rest, the
-same way for BERT and ResNet: one custom loop for every strategy (Keras 3's ``fit`` does
-not run under ``MultiWorkerMirroredStrategy``, and a custom loop controls the global batch).
+A recipe supplies its configuration, model, optimizer, task and data; :func:`train` does the
+rest, the same way for BERT and ResNet, around the recipes' one step
+(:class:`~recipes.common.training.StepRunner`) under every strategy (Keras 3's ``fit`` does
+not run under ``MultiWorkerMirroredStrategy``, and a custom loop controls the global batch). A
+study's short runs drive the same step with :func:`recipes.common.loop.train_epochs`.
 """
 
 import contextlib
@@ -21,7 +24,7 @@ import tqdm
 
 import tf_lamb
 
-from . import checkpointing, distribute, runtime
+from . import checkpointing, distribute, optimizers, runtime, training
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -275,6 +278,76 @@ def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
 
     define_flags()
     app.run(main)
+
+
+def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer, task,
+          train_dataset, train_steps, summarize, eval_dataset=None, run_config=None,
+          explain_data_error=None, on_fresh_start=None, log=print):
+    """Sets a long run up and trains it: the batch plan, the model and optimizer in the
+    strategy's scope, the data feed, ``config.json``, checkpoints (resuming from the newest),
+    held-out evaluation, then :func:`run_steps`.
+
+    Args:
+        fv: flags from :func:`define_flags` and :func:`define_config_flags`.
+        strategy, policy: from :func:`make_strategy` (called by the recipe first, before
+            TensorFlow reads anything).
+        config: the run's configuration, a dataclass with ``global_batch_size`` and
+            ``optimizer`` (a name of :data:`recipes.common.optimizers.OPTIMIZERS`).
+        summary: the start-up line describing the run.
+        build_model: ``f() -> keras.Model``, called in the strategy's scope after seeding.
+        build_optimizer: ``f(variables) -> optimizer``, likewise.
+        task: ``task(model, batch, training) -> (loss_sum, metrics)``
+            (:class:`~recipes.common.training.StepRunner`).
+        train_dataset: ``make_dataset(batch_size, num_shards, shard_index, skip)`` as
+            :class:`~recipes.common.training.DataFeed` takes it.
+        train_steps: int, the optimizer step to stop at.
+        summarize: as :func:`run_steps` takes it.
+        eval_dataset: optional ``make_dataset(batch_size, num_shards, shard_index)`` of the
+            held-out data (:class:`Evaluator`).
+        run_config: dict of values ``config.json`` records beside the configuration's fields.
+        explain_data_error: as :func:`run_steps` takes it.
+        on_fresh_start: optional ``f(model)`` called when no checkpoint was restored (e.g. to
+            load another run's weights).
+        log: print-like, for the start-up lines.
+
+    Returns:
+        What :func:`run_steps` returns.
+    """
+    plan = distribute.plan_batch(
+        config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
+    )
+    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
+    log(f"{summary}, {policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
+    tf.io.gfile.makedirs(fv.output_dir)
+
+    keras.utils.set_random_seed(fv.seed)
+    with strategy.scope():
+        model = build_model()
+        optimizer = build_optimizer(model.trainable_variables)
+        optimizer.build(model.trainable_variables)
+    feed = training.DataFeed(strategy, train_dataset, plan.per_replica_batch_size,
+                             save_iterator=fv.resume_data == "iterator")
+    record = {"config_name": fv.config, **dataclasses.asdict(config), **(run_config or {}),
+              "batch_plan": dataclasses.asdict(plan),
+              "strategy": distribute.strategy_name(strategy), "precision": policy,
+              "jit_compile": fv.jit_compile}
+    checkpointer, resumed = open_checkpoints(
+        strategy, fv, record, log, model=model, optimizer=optimizer,
+        **feed.trackable(fv.output_dir)
+    )
+    if not resumed and on_fresh_start:
+        on_fresh_start(model)
+    evaluate = None
+    if eval_dataset:
+        evaluate = Evaluator(strategy, model, task, eval_dataset, plan.per_replica_batch_size)
+    return run_steps(
+        fv,
+        runner=training.StepRunner(strategy, model, optimizer, task, plan,
+                                   jit_compile=fv.jit_compile),
+        feed=feed, checkpointer=checkpointer, train_steps=train_steps, summarize=summarize,
+        evaluate=evaluate, explain_data_error=explain_data_error,
+        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
+    )
 
 
 def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluate=None,

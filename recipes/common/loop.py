@@ -1,4 +1,13 @@
-"""A small custom training loop: a compiled train step, an evaluation, and the epoch loop.
+"""A study's training run: epochs of the recipes' one optimizer step, from arrays in memory.
+
+The step is :class:`~recipes.common.training.StepRunner`, the compiled step of every recipe
+(any ``tf.distribute`` strategy; here the default one, one device). Two drivers call it,
+because two kinds of run need different things around the same step:
+
+- :func:`train_epochs` (here): a study's short runs, many per process: epochs over arrays held in
+  memory, an evaluation after each, a stop when the loss diverges; nothing written.
+- :func:`recipes.common.driver.run_steps`: one long run from files: logs, TensorBoard,
+  checkpoints, resumption after a kill, held-out evaluation every N steps.
 
 Recipes train with ``GradientTape`` + ``optimizer.apply_gradients`` rather than ``model.fit``
 (exact control of the global batch; ``fit`` does not run under every ``tf.distribute``
@@ -11,28 +20,52 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from . import distribute, training
 
-def make_train_step(model, optimizer, loss_fn, jit_compile=False):
-    """Returns ``step(images, labels) -> loss``, a ``tf.function`` doing one optimizer step.
+
+def classification_task(model, batch, training):
+    """``(loss_sum, metrics)`` of a logits ``model`` on ``(x, y)`` with integer labels, one per
+    example ``(n,)`` or one per time step ``(n, steps)``: the summed softmax cross-entropy of
+    every label (float32; :class:`~recipes.common.training.StepRunner` divides it by the
+    labels of the global batch, as Keras' mean loss does) and no other metric."""
+    images, labels = batch
+    logits = model(images, training=training)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    return tf.reduce_sum(losses), {}
+
+
+def make_runner(model, optimizer, global_batch_size, labels_per_example=1, jit_compile=False):
+    """The :class:`~recipes.common.training.StepRunner` of a study's run: the default strategy
+    (one device), the whole global batch in one pass, :func:`classification_task`.
 
     Args:
-        model: a built ``keras.Model``.
+        model: a built ``keras.Model`` returning logits.
         optimizer: a ``keras.optimizers.Optimizer``; its learning rate may be a schedule, which
             Keras evaluates at ``optimizer.iterations`` (0 on the first step).
-        loss_fn: ``loss_fn(labels, outputs)`` returning a scalar mean over the batch.
-        jit_compile: bool, XLA-compile the step.
+        global_batch_size: int, examples per optimizer step.
+        labels_per_example: int, labels per example (a language model's time steps).
+        jit_compile: bool, XLA-compile the forward and backward pass.
     """
-    variables = model.trainable_variables
+    plan = distribute.plan_batch(global_batch_size, 1, global_batch_size)
+    return training.StepRunner(tf.distribute.get_strategy(), model, optimizer,
+                               classification_task, plan, jit_compile=jit_compile,
+                               labels_per_example=labels_per_example)
 
-    @tf.function(jit_compile=jit_compile)
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(labels, model(images, training=True))
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
-        return loss
 
-    return step
+def array_feed(dataset, global_batch_size, steps_per_epoch):
+    """A :class:`~recipes.common.training.DataFeed` that repeats ``dataset`` (one epoch of
+    global batches, reshuffled at each pass) on the default strategy.
+
+    Raises:
+        RuntimeError: ``dataset`` does not hold ``steps_per_epoch`` batches (the schedule was
+            given the wrong step count).
+    """
+    batches = int(dataset.cardinality())
+    if batches != steps_per_epoch:
+        raise RuntimeError(f"An epoch holds {batches} steps, but the schedule was built for "
+                           f"{steps_per_epoch} steps per epoch.")
+    return training.DataFeed(tf.distribute.get_strategy(), lambda *_: dataset.repeat(),
+                             global_batch_size, save_iterator=False)
 
 
 def make_evaluate(model, batch_size=10000):
@@ -72,18 +105,19 @@ def make_evaluate(model, batch_size=10000):
     return evaluate
 
 
-def train(step, dataset, epochs, steps_per_epoch, description="", on_epoch_end=None, progress=True):
-    """Runs ``epochs`` passes of ``step`` over ``dataset`` with a tqdm progress bar.
+def train_epochs(runner, feed, epochs, steps_per_epoch, description="", on_epoch_end=None,
+                 progress=True):
+    """Runs ``epochs`` epochs of ``steps_per_epoch`` optimizer steps of ``runner`` on
+    ``feed``, with a tqdm progress bar.
 
     Stops early, and says so, when an epoch's mean loss is not finite (a diverged run is not
     worth finishing; its accuracy is then measured as it stands).
 
     Args:
-        step: ``step(images, labels) -> loss``, e.g. from :func:`make_train_step`.
-        dataset: iterable of batches; one iteration is one epoch.
+        runner: a :class:`~recipes.common.training.StepRunner` (:func:`make_runner`).
+        feed: its :class:`~recipes.common.training.DataFeed` (:func:`array_feed`).
         epochs: int.
-        steps_per_epoch: int, the batches one iteration of ``dataset`` yields. Checked: a
-            mismatch means the learning-rate schedule was given the wrong step count.
+        steps_per_epoch: int, optimizer steps per epoch.
         description: the progress bar's label.
         on_epoch_end: optional ``f(epoch) -> dict`` of values to show on the bar (e.g. test
             accuracy); ``epoch`` counts from 1.
@@ -92,9 +126,6 @@ def train(step, dataset, epochs, steps_per_epoch, description="", on_epoch_end=N
     Returns:
         A dict: ``train_loss`` (the mean loss of each epoch run), ``steps`` (steps taken),
         ``diverged`` (bool), ``epoch_logs`` (what ``on_epoch_end`` returned, per epoch).
-
-    Raises:
-        RuntimeError: an epoch yielded a number of batches other than ``steps_per_epoch``.
     """
     history = {"train_loss": [], "steps": 0, "diverged": False, "epoch_logs": []}
     with tqdm.tqdm(
@@ -107,14 +138,9 @@ def train(step, dataset, epochs, steps_per_epoch, description="", on_epoch_end=N
     ) as bar:
         for epoch in range(1, epochs + 1):
             losses = []
-            for images, labels in dataset:
-                losses.append(step(images, labels))
+            for _ in range(steps_per_epoch):
+                losses.append(runner.train_step(feed)["loss"] / runner.loss_denominator)
                 bar.update(1)
-            if len(losses) != steps_per_epoch:
-                raise RuntimeError(
-                    f"Epoch {epoch} ran {len(losses)} steps, but the schedule was built for "
-                    f"{steps_per_epoch} steps per epoch."
-                )
             history["steps"] += len(losses)
             mean_loss = float(tf.reduce_mean(tf.stack(losses)))
             history["train_loss"].append(mean_loss)

@@ -3,9 +3,9 @@
 One optimizer step = ``accumulation_steps`` forward/backward passes on every replica, their
 gradients summed, then one ``optimizer.apply_gradients`` (which all-reduces across replicas
 in Keras' TensorFlow optimizer). A task's loss is a *sum* over its examples, divided here by
-the global batch, so the step's gradient is exactly the mean over the global batch however it
-is split across replicas, hosts and passes (``model.fit`` gives no such control, and does
-not run under ``MultiWorkerMirroredStrategy`` in Keras 3).
+the global batch (times the labels per example), so the step's gradient is exactly the mean
+over the global batch however it is split across replicas, hosts and passes (``model.fit``
+gives no such control, and does not run under ``MultiWorkerMirroredStrategy`` in Keras 3).
 """
 
 import tensorflow as tf
@@ -116,14 +116,19 @@ class StepRunner:
         plan: a :class:`~recipes.common.distribute.BatchPlan`.
         jit_compile: bool, XLA-compile each pass (tf_lamb's optimizers compile their own
             update; Keras' do not).
+        labels_per_example: int, the labels ``loss_sum`` adds per example (a language
+            model's time steps): the loss is divided by ``loss_denominator``, the global
+            batch times this.
     """
 
-    def __init__(self, strategy, model, optimizer, task, plan, jit_compile=False):
+    def __init__(self, strategy, model, optimizer, task, plan, jit_compile=False,
+                 labels_per_example=1):
         self.strategy = strategy
         self.model = model
         self.optimizer = optimizer
         self.task = task
         self.plan = plan
+        self.loss_denominator = plan.global_batch_size * labels_per_example
         variables = model.trainable_variables
         self._variables = variables
         self._accumulators = None
@@ -147,7 +152,7 @@ class StepRunner:
     def _replica_gradients(self, batch):
         with tf.GradientTape() as tape:
             loss_sum, metrics = self.task(self.model, batch, True)
-            loss = loss_sum / self.plan.global_batch_size
+            loss = loss_sum / self.loss_denominator
         gradients = tape.gradient(loss, self._variables)
         return [tf.convert_to_tensor(g) for g in gradients], dict(metrics, loss=loss_sum)
 

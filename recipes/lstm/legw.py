@@ -20,8 +20,8 @@ import dataclasses
 import math
 import os
 
-from ..batch_scaling import report as study_report
-from ..batch_scaling import study
+from ..common import report as study_report
+from ..common import study
 
 #: rule -> (the study's warmup policy, its scaling rule).
 RULES = {"legw": ("legw", "sqrt"), "linear": ("fixed", "linear"), "none": ("none", "sqrt")}
@@ -75,7 +75,7 @@ def run_rules(config, dataset, rules=tuple(RULES), progress=True, metric="accura
     """Runs the study of ``config`` under each of ``rules``; returns the merged rows.
 
     Args:
-        config: a :class:`recipes.batch_scaling.study.StudyConfig` (its ``warmup`` and
+        config: a :class:`recipes.common.study.StudyConfig` (its ``warmup`` and
             ``scaling`` are replaced per rule; ``eval_every_epoch`` is turned on).
         dataset: Fashion-MNIST already passed through ``study.select``, or a
             :class:`recipes.lstm.text.TextData`.

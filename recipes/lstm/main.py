@@ -4,7 +4,7 @@ Two tasks (``--task``), both from the LEGW paper (You et al. 2019, arXiv 1901.08
 
 - ``rows`` (default): Fashion-MNIST images read row by row (28 steps of 28 pixels) by an LSTM
   classifier, the paper's MNIST-LSTM; judged by held-out accuracy.
-- ``text``: a word-piece LSTM language model over the real corpus of DATA.md (the Python
+- ``text``: a word-piece LSTM language model over the real corpus of recipes/README.md ("Data") (the Python
   documentation, or ``--input_files`` / ``--input_dir``), the paper's PTB-LSTM in miniature;
   judged by held-out perplexity (``recipes/lstm/text.py``, ``recipes/lstm/language_model.py``).
 
@@ -32,11 +32,7 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ..batch_scaling import data as data_lib  # noqa: E402
-from ..batch_scaling import main as study_main  # noqa: E402  (defines the study's flags)
-from ..batch_scaling import report, study  # noqa: E402
-from ..bert import corpus  # noqa: E402
-from ..common import driver, runtime  # noqa: E402
+from ..common import corpus, driver, fashion_mnist, report, runtime, study, study_flags  # noqa: E402
 from . import language_model, legw, text  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -87,7 +83,7 @@ def rows_task(config, dataset=None):
         data.DataNotFoundError: no Fashion-MNIST (when ``dataset`` is None).
     """
     if dataset is None:
-        dataset = data_lib.load_fashion_mnist(config.data_dir or None)
+        dataset = fashion_mnist.load_fashion_mnist(config.data_dir or None)
     return Task(study.select(dataset, config.train_examples, config.validation_examples),
                 title=title("rows", config))
 
@@ -238,7 +234,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     apply_task_defaults()
     try:
-        config = study_main.config_from_flags()
+        config = study_flags.config_from_flags()
         if FLAGS.merge_from:
             merge(config, FLAGS.task, FLAGS.merge_from, FLAGS.seq_length)
             return
@@ -246,13 +242,14 @@ def main(argv):
         execute(config, FLAGS.rules, task)
     except (study.FlagError, ValueError) as error:
         raise app.UsageError(str(error)) from None
-    except (data_lib.DataNotFoundError, FileNotFoundError, *runtime.WRITER_ERRORS) as error:
+    except (fashion_mnist.DataNotFoundError, FileNotFoundError, *runtime.WRITER_ERRORS) as error:
         sys.exit(f"ERROR: {error}")
 
 
 def define_flags(fv=FLAGS):
     """Adds ``--rules``, ``--task`` and the text task's flags to the study's, with the LSTM
     defaults."""
+    study_flags.define_flags(fv)
     if "rules" in fv:
         return
     flags.DEFINE_list("rules", list(legw.RULES), "Scaling rules to compare, any of "
@@ -269,7 +266,8 @@ def define_flags(fv=FLAGS):
                       flag_values=fv)
     flags.DEFINE_string("input_dir", corpus.DEFAULT_CORPUS, "--task=text: a directory of "
                         "documents, one per file matching --input_pattern (reStructuredText "
-                        "cleaned). Default: Debian's python3.11-doc (DATA.md).", flag_values=fv)
+                        "cleaned). Default: Debian's python3.11-doc (recipes/README.md, Data).",
+                        flag_values=fv)
     flags.DEFINE_string("input_pattern", "**/*.rst.txt", "--task=text: glob below --input_dir.",
                         flag_values=fv)
     flags.DEFINE_list("input_files", [], "--task=text: files of one sentence per line, a blank "

@@ -1,8 +1,8 @@
 """Language-model data: documents -> WordPiece ids -> fixed windows of next-token prediction.
 
-The corpus is read as the BERT recipe reads it (``recipes.bert.corpus``: the Python
-documentation's reStructuredText sources from Debian's ``python3.11-doc`` by default, DATA.md, or
-the user's files in BERT's one-sentence-per-line format). Whole documents are held out before
+The corpus is read as the BERT recipe reads it (``recipes.common.corpus``: by default the Python
+documentation's reStructuredText sources from Debian's ``python3.11-doc``, see
+``recipes/README.md``, "Data"; or the user's files in BERT's one-sentence-per-line format). Whole documents are held out before
 the vocabulary is built, so no held-out text shapes the vocabulary or the training windows.
 For tuning, ``evaluate_on="validation"`` sets the test documents aside unused and holds out as
 many training documents again, so rates are never chosen on the text the results report.
@@ -20,13 +20,13 @@ import os
 
 import numpy as np
 
-from ..bert import corpus, tokenization
+from ..common import corpus, tokenization
 
 TextData = collections.namedtuple(
     "TextData", ["x_train", "y_train", "x_test", "y_test", "source", "num_classes"])
 TextData.__doc__ = """Windows of token ids (int32, ``(windows, seq_length)``) and their
 next-token targets; ``num_classes`` is the vocabulary size; ``source`` says where the text came
-from. Field names match ``recipes.batch_scaling.data.FashionMNIST``, so the batch-scaling
+from. Field names match ``recipes.common.fashion_mnist.FashionMNIST``, so the batch-scaling
 study's machinery runs on it unchanged."""
 
 

@@ -25,8 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ..batch_scaling import data as fashion_data  # noqa: E402
-from ..common import driver, tfrecords  # noqa: E402
+from ..common import driver, fashion_mnist, tfrecords  # noqa: E402
 from . import records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -70,7 +69,7 @@ def fashion_mnist_splits(data_dir, quality, max_examples=0):
 
     Images are grey 28x28 JPEGs (one channel; the reader decodes them to RGB).
     """
-    data = fashion_data.load_fashion_mnist(data_dir)
+    data = fashion_mnist.load_fashion_mnist(data_dir)
     splits = {}
     for split, x, y in (("train", data.x_train, data.y_train),
                         ("validation", data.x_test, data.y_test)):
@@ -193,7 +192,7 @@ def convert(fv=FLAGS, log=print):
 
 def run():
     """Console-script entry point."""
-    driver.command_line(define_flags, convert, (ValueError, fashion_data.DataNotFoundError))
+    driver.command_line(define_flags, convert, (ValueError, fashion_mnist.DataNotFoundError))
 
 
 if __name__ == "__main__":

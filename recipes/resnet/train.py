@@ -28,10 +28,9 @@ from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ..common import distribute, driver, optimizers, runtime, tfrecords, training  # noqa: E402
+from ..common import driver, optimizers, runtime, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -160,18 +159,6 @@ def run(fv=FLAGS, log=print):
         metadata["label_offset"] = 0
     config = resolve_config(fv, metadata)
     strategy, policy = driver.make_strategy(fv)
-    plan = distribute.plan_batch(
-        config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
-    )
-    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
-    log(f"{config.describe()}, {policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
-    tf.io.gfile.makedirs(fv.output_dir)
-
-    keras.utils.set_random_seed(fv.seed)
-    with strategy.scope():
-        model = model_lib.build(config.model, config.image_size, config.num_classes)
-        optimizer = make_optimizer(config, model.trainable_variables)
-        optimizer.build(model.trainable_variables)
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
     dtype = tf.bfloat16 if policy == "mixed_bfloat16" else tf.float32
     pipeline = dict(image_size=config.image_size, label_offset=config.label_offset,
@@ -185,43 +172,28 @@ def run(fv=FLAGS, log=print):
         return input_pipeline.read_records(train_files if training else eval_files, training,
                                            shards, index, fv.seed)
 
-    feed = training.DataFeed(
-        strategy,
-        lambda batch, shards, index, skip: input_pipeline.make_dataset(
+    def train_dataset(batch, shards, index, skip):
+        return input_pipeline.make_dataset(
             examples(True, shards, index), batch, training=True, shard_index=index,
-            seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, skip=skip, **pipeline),
-        plan.per_replica_batch_size,
-        save_iterator=fv.resume_data == "iterator",
-    )
-    run_config = {"config_name": fv.config, **dataclasses.asdict(config),
-                  "peak_learning_rate": config.peak_learning_rate,
-                  "warmup_steps": config.warmup_steps, "total_steps": config.total_steps,
-                  "steps_per_epoch": config.steps_per_epoch, "batch_plan": dataclasses.asdict(plan),
-                  "strategy": distribute.strategy_name(strategy), "precision": policy,
-                  "jit_compile": fv.jit_compile}
-    checkpointer, _ = driver.open_checkpoints(
-        strategy, fv, run_config, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
-    )
-    task = classification_task(config.label_smoothing, config.num_classes)
-    evaluate = None
-    if eval_files or fv.tfds_name:
-        evaluate = driver.Evaluator(
-            strategy, model, task,
-            lambda batch, shards, index: input_pipeline.make_dataset(
-                examples(False, shards, index), batch, training=False, drop_remainder=on_tpu,
-                **pipeline),
-            plan.per_replica_batch_size,
-        )
+            seed=fv.seed, shuffle_buffer=fv.shuffle_buffer, skip=skip, **pipeline)
 
-    return driver.run_steps(
-        fv,
-        runner=training.StepRunner(strategy, model, optimizer, task, plan,
-                                   jit_compile=fv.jit_compile),
-        feed=feed, checkpointer=checkpointer, train_steps=config.total_steps,
-        summarize=summarize, evaluate=evaluate,
+    def eval_dataset(batch, shards, index):
+        return input_pipeline.make_dataset(examples(False, shards, index), batch,
+                                           training=False, drop_remainder=on_tpu, **pipeline)
+
+    return driver.train(
+        fv, strategy, policy, config=config, summary=config.describe(),
+        build_model=lambda: model_lib.build(config.model, config.image_size, config.num_classes),
+        build_optimizer=lambda variables: make_optimizer(config, variables),
+        task=classification_task(config.label_smoothing, config.num_classes),
+        train_dataset=train_dataset, train_steps=config.total_steps, summarize=summarize,
+        eval_dataset=eval_dataset if (eval_files or fv.tfds_name) else None,
+        run_config={"peak_learning_rate": config.peak_learning_rate,
+                    "warmup_steps": config.warmup_steps, "total_steps": config.total_steps,
+                    "steps_per_epoch": config.steps_per_epoch},
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files}, record_check(config)),
-        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
+        log=log,
     )
 
 

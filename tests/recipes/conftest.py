@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from recipes.batch_scaling import data as fashion_data
-from recipes.bert import corpus
+from recipes.common import corpus
+from recipes.common import fashion_mnist as fashion_data
 
 from . import bert_runs
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from recipes.batch_scaling import data, main, models, report, study
+from recipes.batch_scaling import main
+from recipes.common import fashion_mnist as data
+from recipes.common import models, report, study, study_flags
 from recipes.common import runtime
 
 DEBIAN_FILES_PRESENT = all(
@@ -133,9 +135,9 @@ def test_a_data_dir_without_the_files_is_an_error_not_a_silent_fallback(tmp_path
 
 def _parse(*args):
     flag_values = flags.FlagValues()
-    main.define_flags(flag_values)
+    study_flags.define_flags(flag_values)
     flag_values(["prog", *args])
-    return main.config_from_flags(flag_values)
+    return study_flags.config_from_flags(flag_values)
 
 
 def test_default_flags_give_the_default_config_and_it_validates():

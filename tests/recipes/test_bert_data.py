@@ -12,10 +12,8 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.bert import (
-    corpus, create_pretraining_data, input_pipeline, instances, records, tokenization,
-)
-from recipes.common import tfrecords
+from recipes.bert import create_pretraining_data, input_pipeline, instances, records
+from recipes.common import corpus, tfrecords, tokenization
 
 
 @pytest.fixture(scope="module")

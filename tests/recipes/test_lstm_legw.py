@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from recipes.batch_scaling import study
+from recipes.common import study
 from recipes.common import runtime
 from recipes.lstm import legw
 from recipes.lstm import main as legw_main

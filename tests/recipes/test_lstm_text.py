@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from absl import flags
 
-from recipes.batch_scaling import study
-from recipes.batch_scaling import main as study_main
-from recipes.bert import corpus, tokenization
-from recipes.common import make_evaluate
+from recipes.common import corpus, study, tokenization
+from recipes.common import study_flags as study_main
+from recipes.common.loop import make_evaluate
 from recipes.lstm import language_model, text
 from recipes.lstm import main as legw_main
 

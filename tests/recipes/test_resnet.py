@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.common import tfrecords
+from recipes.common import optimizers, tfrecords
 from recipes.resnet import configs, convert, input_pipeline, model as model_lib, records
 from recipes.resnet import train as train_lib
 from tf_lamb.callbacks import SummariesNotAvailableError
@@ -306,3 +306,16 @@ def test_bfloat16_precision_and_xla_train_with_float32_variables(record_dir, tmp
     assert saved["precision"] == "mixed_bfloat16" and saved["jit_compile"] is True
     model = model_lib.build("resnet8", 28, 10)
     assert all(v.dtype == "float32" for v in model.variables)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in optimizers.OPTIMIZERS
+                                  if n not in ("momentum", "lars", "lamb")])
+def test_an_optimizer_outside_the_references_trains(record_dir, tmp_path, name):
+    # Every optimizer of the recipes' factory reaches this recipe by its name.
+    fv = _flags("--config=fashion_lamb_2k", f"--train_files={record_dir}/train-*",
+                f"--output_dir={tmp_path}", "--global_batch_size=32", "--train_steps=2",
+                "--noprogress", "--log_every=1", f"--optimizer={name}")
+    result = train_lib.run(fv, log=lambda *_: None)
+    assert result["step"] == 2 and np.isfinite(result["train"]["loss"])
+    assert json.loads((tmp_path / "config.json").read_text())["optimizer"] == name

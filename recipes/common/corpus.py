@@ -1,6 +1,7 @@
 """Pre-training text: documents as lists of sentences.
 
-Two inputs, as Google BERT's ``create_pretraining_data.py`` and DATA.md describe them:
+Two inputs, as Google BERT's ``create_pretraining_data.py`` reads them (the defaults:
+``recipes/README.md``, "Data"):
 
 - a text file with one sentence per line and a blank line between documents (the BERT format);
 - a directory of documents, one per file (e.g. the Python documentation's reStructuredText
@@ -15,7 +16,7 @@ import os
 import random
 import re
 
-#: Where Debian's ``python3.11-doc`` puts the documentation sources (DATA.md).
+#: Where Debian's ``python3.11-doc`` puts the documentation sources.
 DEFAULT_CORPUS = "/usr/share/doc/python3.11/html/_sources"
 INSTALL_HINT = (
     "Install the default corpus with `apt-get install -y python3.11-doc` (Debian/Ubuntu), or "

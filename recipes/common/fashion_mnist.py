@@ -1,6 +1,6 @@
 """Fashion-MNIST for the batch-scaling study: an IDX reader and a loader with fall-backs.
 
-Where the data comes from, in order (DATA.md):
+Where the data comes from, in order (recipes/README.md, "Data"):
 
 1. ``--data_dir``: a folder holding the four IDX files (``.gz`` or uncompressed). When given, it
    is the only place looked at: a wrong folder is an error, not a silent download.
@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-#: Where ``apt-get install dataset-fashion-mnist`` puts the files (DATA.md).
+#: Where ``apt-get install dataset-fashion-mnist`` puts the files.
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 
 #: The four files of the original release (Xiao et al. 2017,

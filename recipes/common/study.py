@@ -1,6 +1,7 @@
 """The batch-scaling study: one model, several global batch sizes, several optimizers.
 
-For each optimizer the base learning rate is tuned ONCE, at ``base_batch_size`` (TUNING.md), and
+For each optimizer the base learning rate is tuned ONCE, at ``base_batch_size``
+(``recipes/batch_scaling/TUNING.md``), and
 every larger batch gets it scaled by one rule (sqrt or linear, the same rule for all optimizers),
 with one warmup policy:
 
@@ -24,10 +25,12 @@ import math
 import time
 
 import keras
+import numpy as np
 
-from ..common import make_evaluate, make_train_step, optimizers, seed_everything, train
-from . import data as data_lib
-from . import models
+from .loop import array_feed, make_evaluate, make_runner, train_epochs
+from . import optimizers
+from .runtime import seed_everything
+from . import fashion_mnist, models
 
 #: The study's reference optimizers, run by default; ``--optimizers`` takes any name of
 #: :data:`recipes.common.optimizers.OPTIMIZERS`, these first.
@@ -36,7 +39,8 @@ OPTIMIZERS = optimizers.names(REFERENCES)
 SCALING_RULES = ("sqrt", "linear")
 WARMUPS = ("legw", "fixed", "none")
 
-#: Each reference's base learning rate, tuned once at batch 256 (TUNING.md), and weight decay
+#: Each reference's base learning rate, tuned once at batch 256
+#: (``recipes/batch_scaling/TUNING.md``), and weight decay
 #: (not tuned: the reference's own, ``main.py`` says whose). Another optimizer has none: the
 #: study asks for both (``--<name>_learning_rate``, ``--<name>_weight_decay``).
 TUNED = {"lamb": (0.005, 0.01), "lars": (5.0, 2e-4), "adamw": (0.001, 0.01),
@@ -93,7 +97,8 @@ StudyConfig = dataclasses.make_dataclass(
         "weight_decay": lambda self, optimizer: _rates(self, optimizer)[1],
     },
 )
-StudyConfig.__doc__ = """Everything a study depends on. Field names are the flag names of ``main.py``:
+StudyConfig.__doc__ = """Everything a study depends on. Field names are the flag names
+(:mod:`recipes.common.study_flags`):
 the run's settings, and ``<optimizer>_learning_rate`` (at ``base_batch_size``) and
 ``<optimizer>_weight_decay`` for every optimizer of :data:`OPTIMIZERS` (:data:`TUNED`'s values,
 None for the others). ``learning_rate(name)`` and ``weight_decay(name)`` read them."""
@@ -148,14 +153,14 @@ def validate(config, num_train_examples=None, known_models=models.MODELS):
         if not isinstance(value, int) or value <= 0:
             _fail(flag, value, "must be a positive integer.")
     if not isinstance(config.validation_examples, int) or not (
-        0 <= config.validation_examples < data_lib.NUM_TRAIN
+        0 <= config.validation_examples < fashion_mnist.NUM_TRAIN
     ):
         _fail(
             "validation_examples",
             config.validation_examples,
-            f"must be 0 (evaluate on the test set) or a count below {data_lib.NUM_TRAIN}.",
+            f"must be 0 (evaluate on the test set) or a count below {fashion_mnist.NUM_TRAIN}.",
         )
-    remaining = data_lib.NUM_TRAIN - config.validation_examples
+    remaining = fashion_mnist.NUM_TRAIN - config.validation_examples
     if not isinstance(config.train_examples, int) or not (
         0 <= config.train_examples <= remaining
     ):
@@ -178,8 +183,8 @@ def validate(config, num_train_examples=None, known_models=models.MODELS):
         lr, wd = config.learning_rate(name), config.weight_decay(name)
         for flag, value in ((f"{name}_learning_rate", lr), (f"{name}_weight_decay", wd)):
             if value is None and name in config.optimizers:
-                _fail(flag, "", f"{name} has no value tuned for this study (TUNING.md); give "
-                      "one.")
+                _fail(flag, "", f"{name} has no value tuned for this study "
+                      "(recipes/batch_scaling/TUNING.md); give one.")
         if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr)
                                    and lr > 0):
             _fail(f"{name}_learning_rate", lr, "must be a finite number > 0.")
@@ -240,7 +245,7 @@ def build_schedule(config, batch_size, num_train_examples, base_learning_rate=1.
     Raises:
         FlagError: the schedule cannot be built (e.g. LEGW warmup longer than the run).
     """
-    steps_per_epoch = data_lib.steps_per_epoch(num_train_examples, batch_size)
+    steps_per_epoch = fashion_mnist.steps_per_epoch(num_train_examples, batch_size)
     total_steps = steps_per_epoch * config.epochs
     if config.warmup == "legw":
         try:
@@ -321,7 +326,8 @@ def select(dataset, train_examples=0, validation_examples=0):
         dataset: a ``data.FashionMNIST``.
         train_examples: int, keep only the first N training examples (0: all).
         validation_examples: int; when > 0, the LAST N training examples replace the test set
-            and are not trained on (how the base learning rates were tuned, TUNING.md).
+            and are not trained on (how the base learning rates were tuned,
+            ``recipes/batch_scaling/TUNING.md``).
 
     Returns:
         A ``data.FashionMNIST`` whose ``source`` says what the "test" arrays are.
@@ -373,11 +379,13 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         exclude_biases_from_adaptation=config.exclude_biases_from_adaptation,
         variables=model.trainable_variables,
     )
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    step = make_train_step(model, optimizer, loss_fn, jit_compile=config.jit_compile)
-    batches = data_lib.train_dataset(
+    batches = fashion_mnist.train_dataset(
         dataset.x_train, dataset.y_train, batch_size, seed=config.seed
     )
+    runner = make_runner(model, optimizer, batch_size,
+                         labels_per_example=int(np.prod(dataset.y_train.shape[1:])),
+                         jit_compile=config.jit_compile)
+    feed = array_feed(batches, batch_size, sched.steps_per_epoch)
 
     evaluate = make_evaluate(model)
     evaluation_seconds = 0.0
@@ -392,9 +400,9 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         evaluation_seconds += time.perf_counter() - begin
         return logs
 
-    history = train(
-        step,
-        batches,
+    history = train_epochs(
+        runner,
+        feed,
         epochs=config.epochs,
         steps_per_epoch=sched.steps_per_epoch,
         description=f"{optimizer_name:>8s} batch {batch_size:>5d}",

@@ -6,7 +6,8 @@ random state: every run of a study starts from the same point.
 
 - ``mlp`` (the default): 784-512-256-10, ReLU, 535,818 parameters. Sized so the default sweep
   (4 optimizers x 4 batch sizes x 30 epochs) runs in 6-8 minutes on 2 CPU cores (measured,
-  TUNING.md). Six variables, so six trust ratios: enough for layer-wise adaptation to matter.
+  ``recipes/batch_scaling/TUNING.md``). Six variables, so six trust ratios: enough for
+  layer-wise adaptation to matter.
 - ``cnn``: two 3x3 conv layers (32, 64 filters) with 2x2 max-pooling, a 128-unit dense layer and
   the 10-way output, LeNet-like (the LAMB paper's MNIST Table 7 uses LeNet). 5-10x slower than
   the MLP on 2 CPU cores (2 epochs at batch 256: 20 s against 3.7 s), and the default learning
