@@ -71,6 +71,7 @@ OPTIMIZERS = {
     "lamb": (tf_lamb.LAMB, {}),
     "lans": (tf_lamb.LANS, {"exclude_from_layer_adaptation": []}),
     "lars": (tf_lamb.LARS, {}),
+    "larc": (tf_lamb.LARC, {}),
     "adamw": (AdamW, {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-6}),
     "momentum": (momentum_sgd, {}),
 }
