@@ -16,22 +16,27 @@ strategy). TensorFlow backend.
 
 import math
 
-import numpy as np
 import tensorflow as tf
 import tqdm
 
-from . import distribute, training
+from . import distribute, driver, training
 
 
 def classification_task(model, batch, training):
     """``(loss_sum, metrics)`` of a logits ``model`` on ``(x, y)`` with integer labels, one per
     example ``(n,)`` or one per time step ``(n, steps)``: the summed softmax cross-entropy of
     every label (float32; :class:`~recipes.common.training.StepRunner` divides it by the
-    labels of the global batch, as Keras' mean loss does) and no other metric."""
+    labels of the global batch, as Keras' mean loss does), and as float32 sums ``correct``
+    (top-1 over every label), ``labels`` and ``examples``."""
     images, labels = batch
     logits = model(images, training=training)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    return tf.reduce_sum(losses), {}
+    correct = tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels)
+    return tf.reduce_sum(losses), {
+        "correct": tf.reduce_sum(tf.cast(correct, tf.float32)),
+        "labels": tf.cast(tf.size(labels), tf.float32),
+        "examples": tf.cast(tf.shape(labels)[0], tf.float32),
+    }
 
 
 def make_runner(model, optimizer, global_batch_size, labels_per_example=1, jit_compile=False):
@@ -69,7 +74,9 @@ def array_feed(dataset, global_batch_size, steps_per_epoch):
 
 
 def make_evaluate(model, batch_size=10000):
-    """Returns ``evaluate(x, y) -> (accuracy, loss)`` for a logits ``model``, traced once.
+    """Returns ``evaluate(x, y) -> (accuracy, loss)`` for a logits ``model``: the recipes'
+    held-out evaluation (:class:`recipes.common.driver.Evaluator`, default strategy) over
+    arrays in memory, with :func:`classification_task`.
 
     Build it once per model and call it every epoch: its forward pass is one ``tf.function``
     kept across calls (a new function per call would retrace the model at every evaluation).
@@ -84,23 +91,16 @@ def make_evaluate(model, batch_size=10000):
     cross-entropy over all labels as Python floats; the loss is NaN when the logits are not
     finite.
     """
-
-    @tf.function(reduce_retracing=True)
-    def logits_of(images):
-        return model(images, training=False)
+    arrays = {}
+    evaluator = driver.Evaluator(
+        tf.distribute.get_strategy(), model, classification_task,
+        lambda batch, *_: tf.data.Dataset.from_tensor_slices((arrays["x"], arrays["y"]))
+        .batch(batch), batch_size)
 
     def evaluate(x, y):
-        correct, total_loss = 0, 0.0
-        for start in range(0, len(x), batch_size):
-            logits = logits_of(tf.constant(x[start : start + batch_size]))
-            labels = y[start : start + batch_size]
-            correct += int(np.sum(np.argmax(logits.numpy(), axis=-1) == labels))
-            total_loss += float(
-                tf.reduce_sum(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-                )
-            )
-        return correct / y.size, total_loss / y.size
+        arrays.update(x=x, y=y)
+        sums = evaluator()
+        return sums["correct"] / sums["labels"], sums["loss"] / sums["labels"]
 
     return evaluate
 
