@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from ..common import checkpointing, driver, optimizers, runtime, tfrecords  # noqa: E402
+from ..common import checkpointing, driver, optimizers, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -202,11 +202,7 @@ def run(fv=FLAGS, log=print):
         tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard is not installed (checked
             before anything is read or written).
     """
-    if not fv.output_dir:
-        raise ValueError("--output_dir is required.")
-    if not fv.train_files:
-        raise ValueError("--train_files is required.")
-    runtime.check_writers(summaries=True)
+    driver.check_run_flags(fv, fv.train_files)
     config = resolve_config(fv)
     train_files = tfrecords.list_files(fv.train_files)
     eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []

@@ -280,6 +280,23 @@ def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
     app.run(main)
 
 
+def check_run_flags(fv, has_training_data, training_flags="--train_files"):
+    """Checks, before anything is read or written, that the run has an ``--output_dir`` and
+    training data, and that TensorBoard (its summaries) is installed.
+
+    Raises:
+        ValueError: ``--output_dir`` or the training data is missing (the message names the
+            flag: ``training_flags``).
+        tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard (or TensorFlow) is not
+            installed.
+    """
+    if not fv.output_dir:
+        raise ValueError("--output_dir is required.")
+    if not has_training_data:
+        raise ValueError(f"{training_flags} is required.")
+    runtime.check_writers(summaries=True)
+
+
 def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer, task,
           train_dataset, train_steps, summarize, eval_dataset=None, run_config=None,
           explain_data_error=None, on_fresh_start=None, log=print):

@@ -175,8 +175,10 @@ def build_schedule(name, **arguments):
     return SCHEDULES[name](**arguments)
 
 
+#: The batch-size scaling rules of ``tf_lamb.schedules`` (``sqrt``, ``linear``).
+RULES = tuple(tf_lamb.schedules.SCALING_RULES)
 #: The ways a peak rate follows the global batch: ``none`` keeps the given rate.
-SCALING_RULES = ("none",) + tuple(tf_lamb.schedules.SCALING_RULES)
+SCALING_RULES = ("none",) + RULES
 
 
 def scale_learning_rate(rule, base_learning_rate, base_batch_size, batch_size):

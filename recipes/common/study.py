@@ -36,7 +36,7 @@ from . import fashion_mnist, models
 #: :data:`recipes.common.optimizers.OPTIMIZERS`, these first.
 REFERENCES = ("lamb", "lars", "adamw", "momentum")
 OPTIMIZERS = optimizers.names(REFERENCES)
-SCALING_RULES = ("sqrt", "linear")
+SCALING_RULES = optimizers.RULES
 WARMUPS = ("legw", "fixed", "none")
 
 #: Each reference's base learning rate, tuned once at batch 256

@@ -1,4 +1,4 @@
-"""The LEGW comparison: the batch-scaling study (``recipes.batch_scaling``) run once per
+"""The LEGW comparison: the batch-size study (``recipes.common.study``) run once per
 scaling rule, merged into one table with the time each run took to reach its base batch's
 accuracy.
 
