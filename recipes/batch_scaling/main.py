@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ..common import fashion_mnist, report, runtime, study, study_flags  # noqa: E402
 
+
 def plot_title(config):
     held_out = (
         f"; accuracy on {config.validation_examples} held-out training examples"
@@ -46,13 +47,13 @@ def execute(config, dataset=None, progress=True, out=sys.stdout):
 
     Args:
         config: a :class:`study.StudyConfig` (validated here).
-        dataset: optional ``data.FashionMNIST``; loaded from ``config.data_dir`` etc. when None.
+        dataset: optional ``fashion_mnist.FashionMNIST``; loaded from ``config.data_dir`` etc. when None.
         progress: bool, progress bars.
         out: where the table and the paths are printed.
 
     Raises:
         study.FlagError: invalid settings.
-        data.DataNotFoundError: no Fashion-MNIST found.
+        fashion_mnist.DataNotFoundError: no Fashion-MNIST found.
         runtime.WriterNotInstalledError: matplotlib, which draws the plot, is not installed
             (checked before anything is read, trained or written).
     """

@@ -284,6 +284,11 @@ def check_run_flags(fv, has_training_data, training_flags="--train_files"):
     """Checks, before anything is read or written, that the run has an ``--output_dir`` and
     training data, and that TensorBoard (its summaries) is installed.
 
+    Args:
+        fv: flags from :func:`define_flags`.
+        has_training_data: whether the flags name training data.
+        training_flags: the flags that do, for the error.
+
     Raises:
         ValueError: ``--output_dir`` or the training data is missing (the message names the
             flag: ``training_flags``).
@@ -329,6 +334,11 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
 
     Returns:
         What :func:`run_steps` returns.
+
+    Raises:
+        ValueError: the global batch does not split over the replicas
+            (:func:`recipes.common.distribute.plan_batch`), an optimizer setting is out of its
+            range, or :func:`run_steps` names a bad input file.
     """
     plan = distribute.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size

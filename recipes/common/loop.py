@@ -61,6 +61,12 @@ def array_feed(dataset, global_batch_size, steps_per_epoch):
     """A :class:`~recipes.common.training.DataFeed` that repeats ``dataset`` (one epoch of
     global batches, reshuffled at each pass) on the default strategy.
 
+    Args:
+        dataset: a ``tf.data.Dataset`` of ``(x, y)`` batches of ``global_batch_size``, one
+            epoch long.
+        global_batch_size: int, examples per batch.
+        steps_per_epoch: int, the batches the schedule counts per epoch.
+
     Raises:
         RuntimeError: ``dataset`` does not hold ``steps_per_epoch`` batches (the schedule was
             given the wrong step count).

@@ -121,8 +121,11 @@ def build_optimizer(name, learning_rate, *, weight_decay=0.0, exclude_from_weigh
             :func:`_exclude`); without them, exclusions match by name.
         flag: the recipe's flag naming the optimizer, for the error.
         **settings: ``beta_1``, ``momentum``, ``trust_coefficient``, ``global_clipnorm``...:
-            each passed to the constructors that take it and left out for the others (a
-            recipe keeps one set of settings for all its optimizers); None: the default.
+            each passed to the constructors that take an argument of that name and left out
+            for the others (a recipe keeps one set of settings for all its optimizers); None:
+            the default. Matched by name only: ``epsilon`` is Adam's for LAMB and AdamW and
+            the denominator's for LARS and LARC, so a recipe leaves it None unless its
+            configuration means one optimizer.
 
     Returns:
         A ``keras.optimizers.Optimizer``.
@@ -157,12 +160,18 @@ SCHEDULES = {
 
 
 def build_schedule(name, **arguments):
-    """The learning-rate schedule ``name`` (a key of :data:`SCHEDULES`): warmup and decay in
-    optimizer steps, from 0 at step 0.
+    """The learning-rate schedule ``name``, a function of the 0-based optimizer step.
 
-    ``name="legw"`` with ``base_batch_size`` among the arguments builds it from the base
-    batch's settings (``tf_lamb.schedules.LEGW.from_base``: peak x sqrt(k), warmup epochs x
-    k).
+    Args:
+        name: a key of :data:`SCHEDULES`. ``"legw"`` with ``base_batch_size`` among the
+            arguments builds it from the base batch's settings
+            (``tf_lamb.schedules.LEGW.from_base``: peak x sqrt(k), warmup epochs x k).
+        **arguments: the class' constructor arguments (steps for ``polynomial``, ``legw``
+            and ``warmup_constant_decay``; epochs and ``steps_per_epoch`` for ``goyal`` and
+            ``LEGW.from_base``).
+
+    Returns:
+        A ``keras.optimizers.schedules.LearningRateSchedule``.
 
     Raises:
         ValueError: an unknown ``name``, or an argument out of its range (from the class; the

@@ -16,7 +16,8 @@ with one warmup policy:
 After the warmup, the learning rate decays polynomially to 0 over the whole run (power
 ``decay_power``, 1 by default as in the LAMB paper's BERT runs). Nothing else changes with the
 batch: same model, same initial weights, same data order, same epochs. Every step uses exactly
-the global batch (the last partial batch of an epoch is dropped, see ``data.train_dataset``).
+the global batch (the last partial batch of an epoch is dropped, see
+``fashion_mnist.train_dataset``).
 """
 
 import dataclasses
@@ -27,10 +28,9 @@ import time
 import keras
 import numpy as np
 
+from . import fashion_mnist, models, optimizers
 from .loop import array_feed, make_evaluate, make_runner, train_epochs
-from . import optimizers
 from .runtime import seed_everything
-from . import fashion_mnist, models
 
 #: The study's reference optimizers, run by default; ``--optimizers`` takes any name of
 #: :data:`recipes.common.optimizers.OPTIMIZERS`, these first.
@@ -40,9 +40,9 @@ SCALING_RULES = optimizers.RULES
 WARMUPS = ("legw", "fixed", "none")
 
 #: Each reference's base learning rate, tuned once at batch 256
-#: (``recipes/batch_scaling/TUNING.md``), and weight decay
-#: (not tuned: the reference's own, ``main.py`` says whose). Another optimizer has none: the
-#: study asks for both (``--<name>_learning_rate``, ``--<name>_weight_decay``).
+#: (``recipes/batch_scaling/TUNING.md``), and weight decay (not tuned: the reference's own,
+#: ``study_flags.RATE_HELP`` says whose). Another optimizer has none: the study asks for both
+#: (``--<name>_learning_rate``, ``--<name>_weight_decay``).
 TUNED = {"lamb": (0.005, 0.01), "lars": (5.0, 2e-4), "adamw": (0.001, 0.01),
          "momentum": (0.1, 1e-4)}
 
@@ -79,6 +79,7 @@ class _Settings:
     validation_examples: int = 0
     eval_every_epoch: bool = False
     jit_compile: bool = False
+
 
 def _rates(self, optimizer):
     """The base learning rate of ``optimizer`` (at ``base_batch_size``) and its weight decay
@@ -323,14 +324,14 @@ def select(dataset, train_examples=0, validation_examples=0):
     """The examples a study trains and evaluates on.
 
     Args:
-        dataset: a ``data.FashionMNIST``.
+        dataset: a ``fashion_mnist.FashionMNIST``.
         train_examples: int, keep only the first N training examples (0: all).
         validation_examples: int; when > 0, the LAST N training examples replace the test set
             and are not trained on (how the base learning rates were tuned,
             ``recipes/batch_scaling/TUNING.md``).
 
     Returns:
-        A ``data.FashionMNIST`` whose ``source`` says what the "test" arrays are.
+        A ``fashion_mnist.FashionMNIST`` whose ``source`` says what the "test" arrays are.
     """
     if validation_examples:
         cut = len(dataset.x_train) - validation_examples
@@ -436,7 +437,7 @@ def run_study(config, dataset, progress=True, on_result=None, build_model=None, 
 
     Args:
         config: a validated :class:`StudyConfig`.
-        dataset: a ``data.FashionMNIST`` already passed through :func:`select`.
+        dataset: a ``fashion_mnist.FashionMNIST`` already passed through :func:`select`.
         progress: bool, show a progress bar per run.
         on_result: optional ``f(rows so far)`` called after each run (to save partial results).
         build_model: optional ``f(seed) -> keras.Model``, as in :func:`run_one`.

@@ -109,8 +109,10 @@ def define_flags(flag_values=flags.FLAGS):
         "results.json).", flag_values=fv)
     flags.DEFINE_bool(
         "jit_compile", d.jit_compile,
-        "XLA-compile the train step. Off: on 2 CPU cores it was no faster for the MLP at large "
-        f"batches and slower to compile (measured, {TUNING}).", flag_values=fv)
+        "XLA-compile each step's forward and backward pass (tf_lamb's optimizers compile "
+        "their own update; Keras' do not). Off: on 2 CPU cores it was no faster for the MLP "
+        f"at large batches and slower to compile (measured on the whole step, {TUNING}).",
+        flag_values=fv)
 
 
 def config_from_flags(flag_values=flags.FLAGS):

@@ -4,8 +4,9 @@ Two tasks (``--task``), both from the LEGW paper (You et al. 2019, arXiv 1901.08
 
 - ``rows`` (default): Fashion-MNIST images read row by row (28 steps of 28 pixels) by an LSTM
   classifier, the paper's MNIST-LSTM; judged by held-out accuracy.
-- ``text``: a word-piece LSTM language model over the real corpus of recipes/README.md ("Data") (the Python
-  documentation, or ``--input_files`` / ``--input_dir``), the paper's PTB-LSTM in miniature;
+- ``text``: a word-piece LSTM language model over real text (by default the Python
+  documentation, see ``recipes/README.md``, "Data"; or ``--input_files`` / ``--input_dir``),
+  the paper's PTB-LSTM in miniature;
   judged by held-out perplexity (``recipes/lstm/text.py``, ``recipes/lstm/language_model.py``).
 
 Takes every flag of the batch-scaling study (``python -m recipes.batch_scaling --help``) plus
@@ -32,7 +33,8 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ..common import corpus, driver, fashion_mnist, report, runtime, study, study_flags  # noqa: E402
+from ..common import corpus, driver, fashion_mnist, report, runtime  # noqa: E402
+from ..common import study, study_flags  # noqa: E402
 from . import language_model, legw, text  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -80,7 +82,7 @@ def rows_task(config, dataset=None):
     """Fashion-MNIST read row by row (``config.model``, normally ``lstm``), judged by accuracy.
 
     Raises:
-        data.DataNotFoundError: no Fashion-MNIST (when ``dataset`` is None).
+        fashion_mnist.DataNotFoundError: no Fashion-MNIST (when ``dataset`` is None).
     """
     if dataset is None:
         dataset = fashion_mnist.load_fashion_mnist(config.data_dir or None)
@@ -118,12 +120,18 @@ RUNS_LOG = "runs.jsonl"
 
 def settings(config, data_source, extra=None):
     """What a saved run must share with this study to be reused: every setting except the
-    lists of optimizers, batch sizes and rules, and the output folder; the data; and
-    ``extra`` (the task's own settings, e.g. the language model's size)."""
+    lists of optimizers, batch sizes and rules, the output folder, and the rates of
+    optimizers that have none (an optimizer added to the factory leaves saved runs valid);
+    the data; and ``extra`` (the task's own settings, e.g. the language model's size)."""
     values = dict(dataclasses.asdict(config), **(extra or {}))
     for key in ("optimizers", "batch_sizes", "output_dir", "warmup", "scaling",
                 "eval_every_epoch"):
         values.pop(key)
+    for name in study.OPTIMIZERS:
+        keys = (f"{name}_learning_rate", f"{name}_weight_decay")
+        if all(values[key] is None for key in keys):
+            for key in keys:
+                values.pop(key)
     values["data_source"] = data_source
     return json.loads(json.dumps(values))  # tuples as lists, as read back
 
@@ -242,7 +250,8 @@ def main(argv):
         execute(config, FLAGS.rules, task)
     except (study.FlagError, ValueError) as error:
         raise app.UsageError(str(error)) from None
-    except (fashion_mnist.DataNotFoundError, FileNotFoundError, *runtime.WRITER_ERRORS) as error:
+    except (fashion_mnist.DataNotFoundError, FileNotFoundError,
+            *runtime.WRITER_ERRORS) as error:
         sys.exit(f"ERROR: {error}")
 
 

@@ -2,8 +2,9 @@
 
 The corpus is read as the BERT recipe reads it (``recipes.common.corpus``: by default the Python
 documentation's reStructuredText sources from Debian's ``python3.11-doc``, see
-``recipes/README.md``, "Data"; or the user's files in BERT's one-sentence-per-line format). Whole documents are held out before
-the vocabulary is built, so no held-out text shapes the vocabulary or the training windows.
+``recipes/README.md``, "Data"; or the user's files in BERT's one-sentence-per-line format).
+Whole documents are held out before the vocabulary is built, so no held-out text shapes the
+vocabulary or the training windows.
 For tuning, ``evaluate_on="validation"`` sets the test documents aside unused and holds out as
 many training documents again, so rates are never chosen on the text the results report.
 

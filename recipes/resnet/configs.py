@@ -47,8 +47,10 @@ class TrainConfig:
         weight_decay: float; batch-norm and bias variables excluded (and from layer-wise
             adaptation).
         momentum: momentum SGD's and LARS' momentum.
-        trust_coefficient: LARS' eta.
-        epsilon: LARS' denominator epsilon (classic form) or LAMB's.
+        trust_coefficient: the layer-wise optimizers' eta (LARS, LARC); None: the class'
+            default.
+        epsilon: the optimizer's epsilon (LARS' denominator in the classic form, LAMB's and
+            AdamW's in Adam's step); None: the class' default (the recipes' factory).
         beta_1, beta_2: LAMB's moments.
         label_smoothing: float in [0, 1).
         min_crop_area: the training crop's smallest share of the image (0.08 ImageNet).
@@ -82,8 +84,8 @@ class TrainConfig:
     end_learning_rate: float = 0.0
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    trust_coefficient: float = 0.001
-    epsilon: float = 0.0
+    trust_coefficient: float = None
+    epsilon: float = None
     beta_1: float = 0.9
     beta_2: float = 0.999
     label_smoothing: float = 0.1
@@ -113,6 +115,17 @@ class TrainConfig:
         if self.warmup_steps > self.total_steps:
             raise ValueError(f"The warmup ({self.warmup_steps} steps) is longer than the run "
                              f"({self.total_steps} steps); lower --warmup_epochs.")
+        late = [e for e in self.boundaries_epochs if self._steps(e) > self.total_steps]
+        if self.schedule == "goyal" and late:
+            epochs = self.total_steps / self.steps_per_epoch
+            raise ValueError(f"--boundaries_epochs: epoch {late[0]:g} is after the run's end "
+                             f"({self.total_steps} steps = {epochs:g} epochs); give "
+                             "boundaries within the run.")
+
+    def _steps(self, epochs):
+        """``epochs`` in optimizer steps, rounded to the nearest (halves up, as
+        ``tf_lamb.schedules`` rounds epochs)."""
+        return math.floor(epochs * self.steps_per_epoch + 0.5)
 
     @property
     def steps_per_epoch(self):
@@ -121,7 +134,7 @@ class TrainConfig:
 
     @property
     def total_steps(self):
-        return self.train_steps or max(1, round(self.epochs * self.steps_per_epoch))
+        return self.train_steps or max(1, self._steps(self.epochs))
 
     @property
     def peak_learning_rate(self):
@@ -140,9 +153,8 @@ class TrainConfig:
 
     @property
     def warmup_steps(self):
-        """The warmup in optimizer steps, rounded to the nearest (halves up, as
-        ``tf_lamb.schedules`` rounds epochs)."""
-        return math.floor(self.scaled_warmup_epochs * self.steps_per_epoch + 0.5)
+        """The warmup in optimizer steps (rounded as :meth:`_steps`)."""
+        return self._steps(self.scaled_warmup_epochs)
 
     def schedule_fn(self):
         """The ``keras.optimizers.schedules.LearningRateSchedule`` of the run."""
@@ -165,12 +177,14 @@ class TrainConfig:
                 f"{self.schedule} decay, {self.model} at {self.image_size}px")
 
 
+# Epsilon is left to each class: LARS' 0 is MLPerf's, LAMB's 1e-6 the paper's, and another
+# --optimizer then gets its own (an epsilon of 0 would stop LAMB and break AdamW).
 _MLPERF_LARS = dict(optimizer="lars", schedule="polynomial", decay_power=2.0,
                     end_learning_rate=1e-4, weight_decay=2e-4, momentum=0.9,
-                    trust_coefficient=0.001, epsilon=0.0)
+                    trust_coefficient=0.001)
 _LAMB_UNTUNED = dict(optimizer="lamb", scaling="sqrt", base_batch_size=32768,
                      base_learning_rate=0.04, base_warmup_epochs=20.0, schedule="polynomial",
-                     decay_power=1.0, weight_decay=0.01, epsilon=1e-6)
+                     decay_power=1.0, weight_decay=0.01)
 _GOYAL = dict(optimizer="momentum", scaling="linear", base_batch_size=256,
               base_learning_rate=0.1, warmup_epochs=5.0, schedule="goyal",
               boundaries_epochs=(30.0, 60.0, 80.0), weight_decay=1e-4, momentum=0.9)

@@ -80,8 +80,9 @@ def resolve_config(fv=FLAGS, metadata=None):
 
 def make_optimizer(config, variables=None):
     """The configuration's optimizer from the recipes' factory, batch-norm and bias variables
-    excluded from weight decay and layer-wise adaptation. ``momentum`` is Goyal et al.'s form
-    (Sec. 2.1: the rate inside the velocity, L2 weight decay in the gradient).
+    excluded from weight decay (and, by each optimizer's reference rule, from layer-wise
+    adaptation: LARS, LARC and LAMB skip them, LANS adapts every layer). ``momentum`` is Goyal
+    et al.'s form (Sec. 2.1: the rate inside the velocity, L2 weight decay in the gradient).
 
     Args:
         config: a :class:`configs.TrainConfig`.

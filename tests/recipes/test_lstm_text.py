@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 
 from recipes.common import corpus, study, tokenization
-from recipes.common import study_flags as study_main
+from recipes.common import study_flags
 from recipes.common.loop import make_evaluate
 from recipes.lstm import language_model, text
 from recipes.lstm import main as legw_main
@@ -109,19 +109,19 @@ def test_evaluate_averages_over_every_time_steps_label_and_traces_once():
 
 def test_text_task_defaults_and_checks(tmp_path):
     fv = flags.FlagValues()
-    study_main.define_flags(fv)
+    study_flags.define_flags(fv)
     legw_main.define_flags(fv)
     fv(["prog", "--task=text", "--epochs=3"])
     legw_main.apply_task_defaults(fv)
     # The command line wins over the task's defaults; the rest are the text task's.
     assert fv.model == "lstm_lm" and fv.epochs == 3 and fv.base_warmup_epochs == 0.0625
     assert fv.output_dir == legw_main.TASK_DEFAULTS["text"]["output_dir"]
-    config = study_main.config_from_flags(fv)
+    config = study_flags.config_from_flags(fv)
     assert config.batch_sizes == (128, 1024, 8192) and config.base_batch_size == 128
     with pytest.raises(study.FlagError, match="--validation_examples: the text task"):
         legw_main.text_task(study.StudyConfig(validation_examples=100), fv)
     rows = flags.FlagValues()
-    study_main.define_flags(rows)
+    study_flags.define_flags(rows)
     legw_main.define_flags(rows)
     rows(["prog"])
     legw_main.apply_task_defaults(rows)
@@ -133,7 +133,7 @@ def test_text_task_defaults_and_checks(tmp_path):
 def test_text_study_trains_the_language_model_under_each_rule(tutorial_text, tmp_path):
     data, _ = tutorial_text
     fv = flags.FlagValues()
-    study_main.define_flags(fv)
+    study_flags.define_flags(fv)
     legw_main.define_flags(fv)
     fv(["prog", "--task=text", "--embedding_dim=32", "--units=64"])
     config = study.StudyConfig(optimizers=("lamb",), batch_sizes=(16, 64), base_batch_size=16,
