@@ -8,6 +8,8 @@ import zipfile
 
 import pytest
 
+import tf_lamb
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -28,6 +30,7 @@ def test_the_license_file_is_apache_2_and_ships_in_the_wheel(tmp_path):
     if built.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{built.stderr[-2000:]}")
     (wheel,) = tmp_path.glob("tf_lamb-*.whl")
+    assert wheel.name.startswith(f"tf_lamb-{tf_lamb.__version__}-")  # the one version source
     with zipfile.ZipFile(wheel) as archive:
         licenses = [n for n in archive.namelist() if n.endswith("licenses/LICENSE")]
         assert len(licenses) == 1
