@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh --backends), then runs the test suite: everything on the
-# TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1) among them,
-# then the optimizer, conformance, schedule and callback tests again on JAX and on PyTorch,
+# Sets up (scripts/setup.sh --test), then runs the test suite: everything on the
+# TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1), the site
+# built in strict mode and opened in Chromium, and the wheel built, checked and installed in a
+# fresh environment among them, then the optimizer, conformance, schedule, callback and
+# documentation-example tests again on JAX and on PyTorch,
 # all on the pinned Keras (scripts/constraints.txt), then the
 # optimizer and conformance tests on TensorFlow with two more Keras versions: the lowest
 # supported (3.10.0) and keras-nightly, each installed on its own (.venv/keras-overlays/,
@@ -11,7 +13,7 @@
 # Fails on a failing test and on "no tests collected" (pytest exit code 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --backends || exit 1
+bash scripts/setup.sh --test || exit 1
 
 status=0
 run() {
@@ -26,8 +28,10 @@ run() {
 notebook_work=$(mktemp -d)
 TF_LAMB_SMOKE=1 TF_LAMB_WORK=$notebook_work run tensorflow tests colab --nbmake --nbmake-timeout=600
 rm -rf "$notebook_work"
-run jax tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py
-run torch tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py
+for backend in jax torch; do
+    run $backend tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py \
+        tests/test_docs_examples.py
+done
 for keras_version in 3.10.0 nightly; do
     overlay=.venv/keras-overlays/$keras_version
     spec=keras==$keras_version

@@ -29,7 +29,7 @@ def find_suspect_layers(statistics, max_trust_ratio=None, rtol=1e-6):
     update norm counts as ``"not_finite"`` even though its ratio reads 1.
 
     Args:
-        statistics: the dict :meth:`LayerwiseOptimizer.layer_statistics` returns.
+        statistics: the dict :meth:`tf_lamb.optimizers.LayerwiseOptimizer.layer_statistics` returns.
         max_trust_ratio: the optimizer's cap, or None for no cap.
         rtol: relative tolerance of "at the cap".
 
@@ -112,7 +112,15 @@ def check_summaries(user="TrustRatioMonitor(log_dir=...)", install=SUMMARY_INSTA
 
 
 def layerwise_optimizer(optimizer):
-    """The :class:`LayerwiseOptimizer` inside ``optimizer`` (unwrapping a LossScaleOptimizer).
+    """The :class:`~tf_lamb.optimizers.LayerwiseOptimizer` in ``optimizer``, unwrapping a
+    ``LossScaleOptimizer``.
+
+    Args:
+        optimizer: a ``keras.optimizers.Optimizer``, e.g. ``model.optimizer``.
+
+    Returns:
+        The tf_lamb optimizer: ``optimizer`` itself, or the one a ``LossScaleOptimizer``
+        wraps.
 
     Raises:
         ValueError: there is none.

@@ -138,6 +138,7 @@ def run():
     entry = sys.modules.get("__main__")
     if entry is not None and not entry.__doc__:  # absl prints it as the usage text.
         entry.__doc__ = __doc__
+    runtime.list_flags_in_help()
     app.run(main)
 
 

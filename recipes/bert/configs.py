@@ -128,11 +128,11 @@ CONFIGS = {
         optimizer="adamw", global_batch_size=256, train_steps=1_000_000, learning_rate=1e-4,
         warmup_steps=10000, decay_power=1.0, global_clipnorm=1.0,
     ),
-    # The CPU miniature (README): BERT-tiny on the Python documentation, 4,000 steps at batch
+    # The CPU miniature (docs/studies/bert_miniature.md): BERT-tiny on the Python documentation, 4,000 steps at batch
     # 64 against 500 at 16x (1,024). AdamW at 64 is the small-batch baseline. LAMB's own peak
     # was tuned once at 64 over the same schedule (3e-3, 1e-2, 3e-2: 1e-2 best, 3e-2 collapsed
     # after warmup), and tiny_lamb_1k scales it by the paper's sqrt rule, untuned at 1,024.
-    # Measured: that peak (4e-2) collapses too after a 50-step warmup; the README reports it
+    # Measured: that peak (4e-2) collapses too after a 50-step warmup; the study's page reports it
     # and the unscaled peak. tiny_lamb_1k_legw is the rule in full, as the LAMB paper pairs it
     # for untuned runs: the sqrt-scaled peak with LEGW's warmup (warmup epochs x 16: the base's
     # 400 steps of 64 examples become 400 steps of 1,024).

@@ -277,6 +277,7 @@ def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
             sys.exit(f"error: {error}")
 
     define_flags()
+    runtime.list_flags_in_help()
     app.run(main)
 
 

@@ -1,6 +1,8 @@
 """Process set-up shared by the recipes: seeding, and checking up front that what a recipe
 writes its results with is installed."""
 
+import sys
+
 import keras
 
 from tf_lamb.callbacks import SummariesNotAvailableError, check_summaries
@@ -59,3 +61,22 @@ def seed_everything(seed):
         seed: int.
     """
     keras.utils.set_random_seed(seed)
+
+
+def list_flags_in_help(flag_values=None):
+    """Makes ``--help`` list the recipes' flags.
+
+    absl's ``--help`` lists the key flags of the module ``sys.argv[0]`` names. For a console
+    script (``tf-lamb-bert-pretrain``) that is the installed wrapper, which defines no flag,
+    so ``--help`` would list none. Every flag a recipe module defined becomes a key flag of it.
+
+    Args:
+        flag_values: the ``absl.flags.FlagValues`` (default: ``absl.flags.FLAGS``).
+    """
+    from absl import flags
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    for module, defined in flag_values.flags_by_module_dict().items():
+        if "recipes" in module and module != sys.argv[0]:
+            for flag in defined:
+                flag_values.register_key_flag_for_module(sys.argv[0], flag)

@@ -304,6 +304,7 @@ def define_flags(fv=FLAGS):
 def run():
     """Console-script entry point (``tf-lamb-legw``)."""
     define_flags()
+    runtime.list_flags_in_help()
     app.run(main)
 
 

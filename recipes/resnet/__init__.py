@@ -1,1 +1,1 @@
-"""ResNet-50 on ImageNet TFRecords with LARS, LAMB or momentum SGD (recipes/resnet/README)."""
+"""ResNet-50 on ImageNet TFRecords with LARS, LAMB or momentum SGD (docs/recipes/resnet.md)."""

@@ -6,8 +6,9 @@ Peer file: keras-team/keras, ``keras/src/optimizers/optimizer_sparse_test.py``, 
 Mapping: Keras' table of optimizer cases becomes tf_lamb's: LAMB, LARS and LANS with their
 defaults, LAMB in TensorFlow's plain-graph step (``jit_compile=False``), and LAMB inside
 ``LossScaleOptimizer`` (Keras' ``loss_scale_optimizer_sgd`` case). A layer's trust ratio needs
-the norm of its whole direction, so tf_lamb densifies a sparse gradient (README "Use": "the
-moments are updated densely, as tfa's LAMB did"): every case expects neither sparse model-
+the norm of its whole direction, so tf_lamb densifies a sparse gradient
+(``tf_lamb.optimizers.clipping.dense_gradient``: "the moments are updated densely, as tfa's
+LAMB did"): every case expects neither sparse model-
 variable updates nor sparse slot updates, as Keras expects of Adam. The two tests are
 Keras': (1) with the optimizer's and the variable's assign methods mocked, the optimizer
 never calls ``assign`` on a non-scalar variable directly and makes no sparse update;

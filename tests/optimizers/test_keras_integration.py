@@ -417,7 +417,7 @@ def test_on_a_keras_without_the_hooks_global_clipnorm_raises_at_construction(
 )
 def test_the_registered_name_works_in_compile(name, optimizer_class, form):
     # compile(optimizer="tf_lamb>LAMB") or {"class_name": "tf_lamb>LAMB", "config": {...}}, as
-    # the README documents.
+    # docs/guide.md documents.
     identifier = f"tf_lamb>{name}"
     if form == "dict":
         identifier = {"class_name": identifier, "config": {"learning_rate": 0.01}}

@@ -343,3 +343,29 @@ def test_plot_labels_of_collapsed_runs_do_not_overlap(tmp_path, monkeypatch):
     for i, first in enumerate(boxes):
         for second in boxes[i + 1:]:
             assert not first.overlaps(second), (first, second)
+
+
+def test_the_study_pages_table_is_the_committed_run():
+    # Every accuracy and change on the study's page is the committed run's number
+    # (docs/studies/batch_scaling/results.csv), and the page's learning rates are its flags.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    folder = os.path.join(root, "docs", "studies", "batch_scaling")
+    with open(os.path.join(folder, "results.csv")) as f:
+        results = list(csv.DictReader(f))
+    with open(os.path.join(folder, "config.json")) as f:
+        flags_used = json.load(f)["flags"]
+    with open(os.path.join(root, "docs", "studies", "batch_scaling.md")) as f:
+        rows = [line for line in f if line.startswith("| ") and "(lr " in line]
+    names = {"LAMB": "lamb", "LARS": "lars", "AdamW": "adamw", "momentum SGD": "momentum"}
+    assert len(rows) == 4 and len(results) == 16
+    for line in rows:
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        label, _, rate = cells[0].partition(" (lr ")
+        name = names[label]
+        assert float(rate.split(",")[0].rstrip(")")) == flags_used[f"{name}_learning_rate"]
+        runs = sorted((r for r in results if r["optimizer"] == name),
+                      key=lambda r: int(r["global_batch_size"]))
+        for cell, run in zip(cells[1:], runs):
+            assert cell.startswith(f"{100 * float(run['test_accuracy']):.2f}"), (cell, run)
+            if float(run["test_accuracy"]) > 0.5 and run is not runs[0]:
+                assert f"({float(run['delta_vs_base_points']):+.2f})" in cell, (cell, run)

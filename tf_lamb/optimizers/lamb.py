@@ -17,7 +17,7 @@ NESTEROV_VARIANTS = (None, "n-lamb", "nn-lamb")
 class LAMB(layerwise.LayerwiseOptimizer):
     """Adam's direction, with each layer's step scaled by its trust ratio.
 
-    For each layer ``w`` (one variable tensor) with gradient ``g`` at step ``t = iterations + 1``:
+    For each layer ``w`` (one variable tensor) with gradient ``g`` at step ``t = iterations + 1``::
 
         m = beta_1 * m + (1 - beta_1) * g
         v = beta_2 * v + (1 - beta_2) * g**2

@@ -16,7 +16,7 @@ from tf_lamb.optimizers.terms import AdamRatio, Direction, compute_dtype
 class LANS(layerwise.LayerwiseOptimizer):
     """LAMB with a normalized gradient and a Nesterov-style two-term update.
 
-    For each layer ``w`` with gradient ``g`` at step ``t = iterations + 1``:
+    For each layer ``w`` with gradient ``g`` at step ``t = iterations + 1``::
 
         g = g / (||g|| + epsilon)                        (normalize_grad=True)
         g = g + wd * w                                   (weight_decay_mode="l2" only)

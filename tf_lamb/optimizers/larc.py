@@ -17,7 +17,7 @@ class LARC(layerwise.LayerwiseOptimizer):
     """Momentum SGD whose per-layer rate is LARS' local rate, clipped at the global one.
 
     For each layer ``w`` with gradient ``g`` (apex's ``LARC`` wrapped around
-    ``torch.optim.SGD``):
+    ``torch.optim.SGD``)::
 
         local = eta * phi(||w||) / (||g|| + wd * ||w|| + epsilon)   (1 where ||w|| or ||g|| is 0)
         ratio = min(local / lr, 1)       (clip=True: the layer's rate lr * ratio is at most lr)

@@ -19,7 +19,7 @@ class LARS(layerwise.LayerwiseOptimizer):
     """Momentum SGD with each layer's step scaled by its trust ratio.
 
     Two forms are in use and one argument picks them. ``form="classic"`` (default) is You,
-    Gitman and Ginsburg's LARS as in the TPU ResNet-50 reference and MLPerf:
+    Gitman and Ginsburg's LARS as in the TPU ResNet-50 reference and MLPerf::
 
         trust = eta * phi(||w||) / (||g|| + wd * ||w|| + epsilon)   (1 where ||w|| or ||g|| is 0)
         v = momentum * v + lr * trust * (g + wd * w)
@@ -32,7 +32,7 @@ class LARS(layerwise.LayerwiseOptimizer):
     (contrib also adds no decay to the gradient: it expects it in the loss).
 
     ``form="paper"`` is Algorithm 1 of the LAMB paper, the same layer-wise scheme as LAMB
-    with a momentum direction:
+    with a momentum direction::
 
         m = momentum * m + (1 - momentum) * (g + wd * w)
         w = w - lr * eta * phi(||w||) / ||m|| * m      (nesterov: momentum * m + (1 - momentum) * (g + wd * w) as direction)

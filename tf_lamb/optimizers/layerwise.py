@@ -68,6 +68,12 @@ def trust_ratio(
 
     Returns:
         A scalar tensor of the dtype of ``weight_norm``.
+
+    References:
+        - You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks" (2017,
+          arXiv 1708.03888): the trust ratio ``eta ||w|| / ||g||`` (LARS).
+        - You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
+          minutes", ICLR 2020 (arXiv 1904.00962), Sec. 3.1: ``phi`` and the ratio of LAMB.
     """
     lower, upper = bounds
     phi = weight_norm
@@ -93,7 +99,7 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
     Holds the arguments LAMB, LARS, LANS and LARC share, validates them, resolves the
     exclusion lists per variable at ``build`` time (by path, so it works on every backend and
     under ``tf.distribute``, where ``update_step`` sees raw per-device variables), and applies
-    the directions a subclass builds (:meth:`_directions`) with :meth:`_update_layer`.
+    the directions a subclass builds (``_directions``) with ``_update_layer``.
     Keras' own ``weight_decay`` is never passed to the base class, so no layer is decayed
     twice.
 
@@ -105,6 +111,12 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
 
     Raises:
         ValueError: an argument is outside its range (the message names it).
+
+    References:
+        - You, Gitman, Ginsburg, "Large Batch Training of Convolutional Networks" (2017,
+          arXiv 1708.03888): layer-wise adaptation (LARS).
+        - You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
+          minutes", ICLR 2020 (arXiv 1904.00962), Sec. 3.1: the general layer-wise scheme.
     """
 
     def __init__(
@@ -283,7 +295,7 @@ class LayerwiseOptimizer(FusedStep, ClipAfterSum, keras.optimizers.Optimizer):
         self._record_statistics(self._layer_statistics, [index], [self._update_layer(step, layer)])
 
     def _update_layer(self, step, layer):
-        """One layer's step, the reference update of every layer-wise optimizer:
+        """One layer's step, the reference update of every layer-wise optimizer::
 
             g <- g + wd * w                      ("l2" decay)
             u_k <- each direction                (:meth:`_directions`)

@@ -28,8 +28,8 @@ from keras import ops
 
 from tf_lamb.optimizers import terms
 
-#: How :func:`l2_norm` reduces: ``"reduce"``, ``sqrt(sum(x**2))``; ``"fold"``, the squares
-#: first summed over the tensor's eighths (:func:`tf_lamb.optimizers.xla.folded_sum_of_squares`);
+#: How ``l2_norm`` reduces: ``"reduce"``, ``sqrt(sum(x**2))``; ``"fold"``, the squares
+#: first summed over the tensor's eighths (``tf_lamb.optimizers.xla.folded_sum_of_squares``);
 #: ``"l2_loss"``, TensorFlow's one-kernel ``sqrt(2 * tf.nn.l2_loss(x))``; ``"norm"``,
 #: ``keras.ops.norm`` (float32 only, else ``"reduce"``).
 NORM_METHODS = ("reduce", "fold", "l2_loss", "norm")

@@ -20,16 +20,16 @@ class GoyalStepDecay(_base.WarmupSchedule):
     `warmup_start_learning_rate=eta` for exactly that form. The default start of 0 is the
     warmup the other schedules here use.
 
-    ```python
-    def learning_rate(step):
-        warmup_steps = round(warmup_epochs * steps_per_epoch)
-        if step < warmup_steps:
-            return warmup_start_learning_rate + (
-                peak_learning_rate - warmup_start_learning_rate
-            ) * step / warmup_steps
-        n = sum(step >= round(e * steps_per_epoch) for e in boundaries_epochs)
-        return peak_learning_rate * decay_factor ** n
-    ```
+    .. code-block:: python
+
+        def learning_rate(step):
+            warmup_steps = round(warmup_epochs * steps_per_epoch)
+            if step < warmup_steps:
+                return warmup_start_learning_rate + (
+                    peak_learning_rate - warmup_start_learning_rate
+                ) * step / warmup_steps
+            n = sum(step >= round(e * steps_per_epoch) for e in boundaries_epochs)
+            return peak_learning_rate * decay_factor ** n
 
     There is no end: after the last boundary the rate stays where it is.
 

@@ -15,20 +15,20 @@ class WarmupConstantDecay(_base.WarmupSchedule):
     and the final linear decay is polynomial decay with power 1 (ending at
     `end_learning_rate` at `total_steps`).
 
-    ```python
-    def learning_rate(step):
-        if step < warmup_steps:
-            return peak_learning_rate * step / warmup_steps
-        decay_start = warmup_steps + constant_steps
-        if step < decay_start:
-            return peak_learning_rate
-        if step >= total_steps:
-            return end_learning_rate
-        progress = (step - decay_start) / (total_steps - decay_start)
-        return end_learning_rate + (
-            peak_learning_rate - end_learning_rate
-        ) * (1 - progress)
-    ```
+    .. code-block:: python
+
+        def learning_rate(step):
+            if step < warmup_steps:
+                return peak_learning_rate * step / warmup_steps
+            decay_start = warmup_steps + constant_steps
+            if step < decay_start:
+                return peak_learning_rate
+            if step >= total_steps:
+                return end_learning_rate
+            progress = (step - decay_start) / (total_steps - decay_start)
+            return end_learning_rate + (
+                peak_learning_rate - end_learning_rate
+            ) * (1 - progress)
 
     Use `WarmupConstantDecay.from_fractions(...)` to give the two stretches as fractions of
     `total_steps`, the way the paper does.

@@ -21,24 +21,24 @@ class LEGW(_base.WarmupSchedule):
     whatever the task used at the small batch. Build it from the small-batch settings with
     `LEGW.from_base(...)`, or give the large-batch numbers directly to the constructor.
 
-    ```python
-    def learning_rate(step):
-        if step < warmup_steps:
-            return peak_learning_rate * step / warmup_steps
-        if decay == "constant":
-            return peak_learning_rate
-        if decay == "step":
-            n = sum(step >= b for b in boundaries)
-            return peak_learning_rate * decay_factor ** n
-        if step >= total_steps:
-            return end_learning_rate
-        progress = (step - warmup_steps) / (total_steps - warmup_steps)
-        if decay == "polynomial":
-            scale = (1 - progress) ** power
-        else:  # "cosine"
-            scale = 0.5 * (1 + math.cos(math.pi * progress))
-        return end_learning_rate + (peak_learning_rate - end_learning_rate) * scale
-    ```
+    .. code-block:: python
+
+        def learning_rate(step):
+            if step < warmup_steps:
+                return peak_learning_rate * step / warmup_steps
+            if decay == "constant":
+                return peak_learning_rate
+            if decay == "step":
+                n = sum(step >= b for b in boundaries)
+                return peak_learning_rate * decay_factor ** n
+            if step >= total_steps:
+                return end_learning_rate
+            progress = (step - warmup_steps) / (total_steps - warmup_steps)
+            if decay == "polynomial":
+                scale = (1 - progress) ** power
+            else:  # "cosine"
+                scale = 0.5 * (1 + math.cos(math.pi * progress))
+            return end_learning_rate + (peak_learning_rate - end_learning_rate) * scale
 
     Args:
         peak_learning_rate: float > 0, the rate at the end of the warmup (at the new batch
@@ -152,13 +152,13 @@ class LEGW(_base.WarmupSchedule):
         With `k = batch_size / base_batch_size` (global batch sizes; `round` to the nearest
         step, halves up):
 
-        ```python
-        peak_learning_rate = base_learning_rate * sqrt(k)  # k for scaling="linear"
-        warmup_epochs = base_warmup_epochs * k
-        warmup_steps = round(warmup_epochs * steps_per_epoch)
-        total_steps = round(epochs * steps_per_epoch)
-        boundaries = [round(e * steps_per_epoch) for e in boundaries_epochs]
-        ```
+        .. code-block:: python
+
+            peak_learning_rate = base_learning_rate * sqrt(k)  # k for scaling="linear"
+            warmup_epochs = base_warmup_epochs * k
+            warmup_steps = round(warmup_epochs * steps_per_epoch)
+            total_steps = round(epochs * steps_per_epoch)
+            boundaries = [round(e * steps_per_epoch) for e in boundaries_epochs]
 
         The result's `peak_learning_rate`, `warmup_steps` and `total_steps` attributes hold
         the computed numbers (Python floats/ints), and its config holds them too, so a

@@ -16,20 +16,20 @@ class PolynomialDecayWithWarmup(_base.WarmupSchedule):
     warmup ends; `decay_from_warmup_end=True` starts the decay at the peak instead, as the
     MLPerf LARS code does.
 
-    ```python
-    def learning_rate(step):
-        if step < warmup_steps:
-            return peak_learning_rate * step / warmup_steps
-        if step >= total_steps:
-            return end_learning_rate
-        if decay_from_warmup_end:
-            progress = (step - warmup_steps) / (total_steps - warmup_steps)
-        else:
-            progress = step / total_steps
-        return end_learning_rate + (
-            peak_learning_rate - end_learning_rate
-        ) * (1 - progress) ** power
-    ```
+    .. code-block:: python
+
+        def learning_rate(step):
+            if step < warmup_steps:
+                return peak_learning_rate * step / warmup_steps
+            if step >= total_steps:
+                return end_learning_rate
+            if decay_from_warmup_end:
+                progress = (step - warmup_steps) / (total_steps - warmup_steps)
+            else:
+                progress = step / total_steps
+            return end_learning_rate + (
+                peak_learning_rate - end_learning_rate
+            ) * (1 - progress) ** power
 
     `step` is the 0-based optimizer iteration (`optimizer.iterations`), so the first update
     uses `learning_rate(0)`, which is 0 when there is a warmup.

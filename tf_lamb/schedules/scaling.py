@@ -17,10 +17,10 @@ def _batch_ratio(base_learning_rate, base_batch_size, batch_size):
 def sqrt_scaling(base_learning_rate, base_batch_size, batch_size):
     """Square-root scaling: a batch `k` times larger gets a learning rate `sqrt(k)` times larger.
 
-    ```python
-    def sqrt_scaling(base_learning_rate, base_batch_size, batch_size):
-        return base_learning_rate * (batch_size / base_batch_size) ** 0.5
-    ```
+    .. code-block:: python
+
+        def sqrt_scaling(base_learning_rate, base_batch_size, batch_size):
+            return base_learning_rate * (batch_size / base_batch_size) ** 0.5
 
     It keeps the variance of the update roughly constant, and is the rule LAMB and LEGW use
     (with LEGW it needs warmup epochs scaled by `k` too: see `tf_lamb.schedules.LEGW`).
@@ -51,10 +51,10 @@ def sqrt_scaling(base_learning_rate, base_batch_size, batch_size):
 def linear_scaling(base_learning_rate, base_batch_size, batch_size):
     """Linear scaling: a batch `k` times larger gets a learning rate `k` times larger.
 
-    ```python
-    def linear_scaling(base_learning_rate, base_batch_size, batch_size):
-        return base_learning_rate * batch_size / base_batch_size
-    ```
+    .. code-block:: python
+
+        def linear_scaling(base_learning_rate, base_batch_size, batch_size):
+            return base_learning_rate * batch_size / base_batch_size
 
     Goyal et al.'s rule for momentum SGD on ImageNet; pair it with their gradual warmup
     (`tf_lamb.schedules.GoyalStepDecay`).
