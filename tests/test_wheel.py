@@ -2,7 +2,9 @@
 ``twine check --strict`` accepts and that carries the Apache-2.0 licence; installed into a
 fresh virtual environment with its ``tf-cpu`` and ``recipes`` extras (nothing from this
 checkout), ``import tf_lamb`` reports the one version, every console script answers
-``--help`` and the quickstart trains a model. Needs PyPI, as a release does: the isolated
+``--help``, the quickstart trains a model and the three Colab notebooks run (in their smoke
+mode, on a Jupyter kernel of that environment, as Colab runs them after installing the
+package). Needs PyPI, as a release does: the isolated
 build fetches setuptools, the fresh environment its dependencies."""
 
 import configparser
@@ -87,6 +89,9 @@ def environment(dist, tmp_path_factory):
     python = str(folder / "bin" / "python")
     _run([python, "-m", "pip", "install", "--quiet", f"{wheel}[tf-cpu,recipes]",
           "-c", os.path.join(ROOT, "scripts", "constraints.txt")], timeout=1500)
+    # What a Colab runtime has besides: a Jupyter kernel (the notebooks' test only).
+    _run([python, "-m", "pip", "install", "--quiet", "ipykernel", "nbclient", "nbformat"],
+         timeout=900)
     return folder
 
 
@@ -123,3 +128,27 @@ def test_the_quickstart_trains_a_model_in_the_fresh_environment(environment, tmp
     report = run_quickstart(str(environment / "bin" / "python"), tmp_path, cwd=tmp_path)
     check_quickstart_report(report)
     assert report["tf_lamb"].startswith(str(environment))
+
+
+#: Executes a notebook on the ``python3`` kernel of the interpreter that runs it.
+EXECUTE_NOTEBOOK = """
+import sys, nbformat
+from nbclient import NotebookClient
+notebook = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(notebook, timeout=900, kernel_name="python3",
+               resources={"metadata": {"path": sys.argv[2]}}).execute()
+"""
+
+
+@pytest.mark.parametrize("notebook", ["quickstart", "bert_pretraining_tpu", "resnet50_tpu"])
+def test_the_colab_notebook_runs_on_the_installed_wheel(environment, notebook, tmp_path):
+    # The kernel is this environment's Python: its bin/ first on the PATH, no user kernels.
+    env = dict(os.environ, TF_LAMB_SMOKE="1", TF_LAMB_WORK=str(tmp_path / "work"),
+               TF_CPP_MIN_LOG_LEVEL="3", JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+               PATH=f"{environment / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [str(environment / "bin" / "python"), "-c", EXECUTE_NOTEBOOK,
+         os.path.join(ROOT, "colab", f"{notebook}.ipynb"), str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-4000:]
