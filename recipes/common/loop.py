@@ -1,47 +1,60 @@
 """A study's training run: epochs of the recipes' one optimizer step, from arrays in memory.
 
-The step is :class:`~recipes.common.training.StepRunner`, the compiled step of every recipe
-(any ``tf.distribute`` strategy; here the default one, one device). Two drivers call it,
-because two kinds of run need different things around the same step:
+The step is :class:`~recipes.common.training.StepRunner` on TensorFlow (any
+``tf.distribute`` strategy; here the default one, one device) and
+:class:`~recipes.common.jax_training.JaxStepRunner` on JAX (``keras.distribution``, data
+parallel over every device). Two drivers call it, because two kinds of run need different
+things around the same step:
 
 - :func:`train_epochs` (here): a study's short runs, many per process: epochs over arrays held in
   memory, an evaluation after each, a stop when the loss diverges; nothing written.
 - :func:`recipes.common.driver.run_steps`: one long run from files: logs, TensorBoard,
-  checkpoints, resumption after a kill, held-out evaluation every N steps.
+  checkpoints, resumption after a kill, held-out evaluation every N steps (TensorFlow).
 
-Recipes train with ``GradientTape`` + ``optimizer.apply_gradients`` rather than ``model.fit``
-(exact control of the global batch; ``fit`` does not run under every ``tf.distribute``
-strategy). TensorFlow backend.
+Recipes train with their own step rather than ``model.fit`` (exact control of the global
+batch; ``fit`` does not run under every ``tf.distribute`` strategy). The functions here pick
+the backend's step from ``keras.backend.backend()``: TensorFlow or JAX.
 """
 
 import math
 
-import tensorflow as tf
+import keras
 import tqdm
+from keras import ops
 
-from . import distribute, driver, training
+
+def _jax():
+    return keras.backend.backend() == "jax"
 
 
-def classification_task(model, batch, training):
-    """``(loss_sum, metrics)`` of a logits ``model`` on ``(x, y)`` with integer labels, one per
-    example ``(n,)`` or one per time step ``(n, steps)``: the summed softmax cross-entropy of
-    every label (float32; :class:`~recipes.common.training.StepRunner` divides it by the
-    labels of the global batch, as Keras' mean loss does), and as float32 sums ``correct``
-    (top-1 over every label), ``labels`` and ``examples``."""
-    images, labels = batch
-    logits = model(images, training=training)
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-    correct = tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels)
-    return tf.reduce_sum(losses), {
-        "correct": tf.reduce_sum(tf.cast(correct, tf.float32)),
-        "labels": tf.cast(tf.size(labels), tf.float32),
-        "examples": tf.cast(tf.shape(labels)[0], tf.float32),
+def classification_sums(logits, labels):
+    """``(loss_sum, metrics)`` of logits ``(..., classes)`` against integer labels ``(...)``,
+    one per example ``(n,)`` or one per time step ``(n, steps)``: the summed softmax
+    cross-entropy of every label (float32; the step divides it by the labels of the global
+    batch, as Keras' mean loss does), and as float32 sums ``correct`` (top-1 over every
+    label), ``labels`` and ``examples``. In ``keras.ops``: every backend."""
+    losses = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    correct = ops.equal(ops.argmax(logits, -1), ops.cast(labels, "int32"))
+    return ops.sum(losses), {
+        "correct": ops.sum(ops.cast(correct, "float32")),
+        "labels": ops.cast(ops.size(labels), "float32"),
+        "examples": ops.cast(ops.shape(labels)[0], "float32"),
     }
 
 
+def classification_task(model, batch, training):
+    """:func:`classification_sums` of ``model`` on a batch ``(x, y)``: the task of the
+    TensorFlow step (:class:`~recipes.common.training.StepRunner`)."""
+    images, labels = batch
+    return classification_sums(model(images, training=training), labels)
+
+
 def make_runner(model, optimizer, global_batch_size, labels_per_example=1, jit_compile=False):
-    """The :class:`~recipes.common.training.StepRunner` of a study's run: the default strategy
-    (one device), the whole global batch in one pass, :func:`classification_task`.
+    """The step of a study's run, with :func:`classification_task`: on TensorFlow a
+    :class:`~recipes.common.training.StepRunner` on the default strategy (one device), the
+    whole global batch in one pass; on JAX a
+    :class:`~recipes.common.jax_training.JaxStepRunner` (the step is always compiled there),
+    under the distribution :func:`~recipes.common.jax_training.use_all_devices` set.
 
     Args:
         model: a built ``keras.Model`` returning logits.
@@ -49,42 +62,63 @@ def make_runner(model, optimizer, global_batch_size, labels_per_example=1, jit_c
             Keras evaluates at ``optimizer.iterations`` (0 on the first step).
         global_batch_size: int, examples per optimizer step.
         labels_per_example: int, labels per example (a language model's time steps).
-        jit_compile: bool, XLA-compile the forward and backward pass.
+        jit_compile: bool, XLA-compile the forward and backward pass (TensorFlow).
     """
+    if _jax():
+        from . import jax_training
+
+        return jax_training.JaxStepRunner(model, optimizer, classification_sums,
+                                          global_batch_size, labels_per_example)
+    import tensorflow as tf
+
+    from . import distribute, training
+
     plan = distribute.plan_batch(global_batch_size, 1, global_batch_size)
     return training.StepRunner(tf.distribute.get_strategy(), model, optimizer,
                                classification_task, plan, jit_compile=jit_compile,
                                labels_per_example=labels_per_example)
 
 
-def array_feed(dataset, global_batch_size, steps_per_epoch):
-    """A :class:`~recipes.common.training.DataFeed` that repeats ``dataset`` (one epoch of
-    global batches, reshuffled at each pass) on the default strategy.
+def array_feed(x, y, global_batch_size, steps_per_epoch, seed):
+    """The feed of a study's run: global batches of ``(x, y)``, reshuffled at each epoch, the
+    last partial batch dropped. On TensorFlow a :class:`~recipes.common.training.DataFeed`
+    over ``fashion_mnist.train_dataset`` on the default strategy; on JAX a
+    :class:`~recipes.common.jax_training.ArrayFeed` (NumPy's shuffle, so another order).
 
     Args:
-        dataset: a ``tf.data.Dataset`` of ``(x, y)`` batches of ``global_batch_size``, one
-            epoch long.
+        x: array ``(n, ...)``; y: int array ``(n,)`` or ``(n, steps)``.
         global_batch_size: int, examples per batch.
         steps_per_epoch: int, the batches the schedule counts per epoch.
+        seed: int, the shuffle seed.
 
     Raises:
-        RuntimeError: ``dataset`` does not hold ``steps_per_epoch`` batches (the schedule was
+        RuntimeError: an epoch does not hold ``steps_per_epoch`` batches (the schedule was
             given the wrong step count).
     """
-    batches = int(dataset.cardinality())
+    batches = len(x) // global_batch_size
     if batches != steps_per_epoch:
         raise RuntimeError(f"An epoch holds {batches} steps, but the schedule was built for "
                            f"{steps_per_epoch} steps per epoch.")
+    if _jax():
+        from . import jax_training
+
+        return jax_training.ArrayFeed(x, y, global_batch_size, seed)
+    import tensorflow as tf
+
+    from . import fashion_mnist, training
+
+    dataset = fashion_mnist.train_dataset(x, y, global_batch_size, seed=seed)
     return training.DataFeed(tf.distribute.get_strategy(), lambda *_: dataset.repeat(),
                              global_batch_size, save_iterator=False)
 
 
 def make_evaluate(model, batch_size=10000):
     """Returns ``evaluate(x, y) -> (accuracy, loss)`` for a logits ``model``: the recipes'
-    held-out evaluation (:class:`recipes.common.driver.Evaluator`, default strategy) over
-    arrays in memory, with :func:`classification_task`.
+    held-out evaluation over arrays in memory, with :func:`classification_task` (on
+    TensorFlow :class:`recipes.common.driver.Evaluator` on the default strategy; on JAX
+    :func:`recipes.common.jax_training.make_evaluate`).
 
-    Build it once per model and call it every epoch: its forward pass is one ``tf.function``
+    Build it once per model and call it every epoch: its forward pass is compiled once and
     kept across calls (a new function per call would retrace the model at every evaluation).
 
     Args:
@@ -97,6 +131,20 @@ def make_evaluate(model, batch_size=10000):
     cross-entropy over all labels as Python floats; the loss is NaN when the logits are not
     finite.
     """
+    if _jax():
+        from . import jax_training
+
+        evaluate_sums = jax_training.make_evaluate(model, classification_sums, batch_size)
+
+        def evaluate(x, y):
+            sums = evaluate_sums(x, y)
+            return sums["correct"] / sums["labels"], sums["loss"] / sums["labels"]
+
+        return evaluate
+    import tensorflow as tf
+
+    from . import driver
+
     arrays = {}
     evaluator = driver.Evaluator(
         tf.distribute.get_strategy(), model, classification_task,
@@ -148,7 +196,7 @@ def train_epochs(runner, feed, epochs, steps_per_epoch, description="", on_epoch
                 losses.append(runner.train_step(feed)["loss"] / runner.loss_denominator)
                 bar.update(1)
             history["steps"] += len(losses)
-            mean_loss = float(tf.reduce_mean(tf.stack(losses)))
+            mean_loss = float(ops.mean(ops.stack(losses)))
             history["train_loss"].append(mean_loss)
             logs = dict(on_epoch_end(epoch)) if on_epoch_end else {}
             history["epoch_logs"].append(logs)

@@ -106,20 +106,31 @@ def write_json(obj, path):
 
 
 def environment():
-    """Versions and machine, recorded next to the results."""
+    """Versions, the Keras backend and its devices, and the machine, recorded next to the
+    results. The backend's framework is the one imported (JAX runs need no TensorFlow)."""
+    import importlib
+    import sys
+
     import keras
-    import tensorflow as tf
 
     import tf_lamb
 
-    return {
+    backend = keras.backend.backend()
+    framework = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    found = {
         "tf_lamb": getattr(tf_lamb, "__version__", "unknown"),
         "keras": keras.__version__,
-        "tensorflow": tf.__version__,
-        "python": platform.python_version(),
-        "machine": platform.platform(),
-        "cpu_count": os.cpu_count(),
+        "keras_backend": backend,
     }
+    for name in ("tensorflow", "jax", "torch"):
+        if name == framework or name in sys.modules:
+            found[name] = importlib.import_module(name).__version__
+    if backend == "jax":
+        import jax
+
+        found["devices"] = [str(d) for d in jax.devices()]
+    return dict(found, python=platform.python_version(), machine=platform.platform(),
+                cpu_count=os.cpu_count())
 
 
 def batch_axis(ax, batches, base_batch_size, ylabel, title):

@@ -366,6 +366,10 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         ``epoch_logs`` (per epoch).
     """
     keras.backend.clear_session()
+    if keras.backend.backend() == "jax":  # Data parallel over every device, if several.
+        from . import jax_training
+
+        jax_training.use_all_devices(batch_size)
     seed_everything(config.seed)
     start = time.perf_counter()
     num_train = len(dataset.x_train)
@@ -380,13 +384,11 @@ def run_one(config, dataset, optimizer_name, batch_size, progress=True, build_mo
         exclude_biases_from_adaptation=config.exclude_biases_from_adaptation,
         variables=model.trainable_variables,
     )
-    batches = fashion_mnist.train_dataset(
-        dataset.x_train, dataset.y_train, batch_size, seed=config.seed
-    )
     runner = make_runner(model, optimizer, batch_size,
                          labels_per_example=int(np.prod(dataset.y_train.shape[1:])),
                          jit_compile=config.jit_compile)
-    feed = array_feed(batches, batch_size, sched.steps_per_epoch)
+    feed = array_feed(dataset.x_train, dataset.y_train, batch_size, sched.steps_per_epoch,
+                      seed=config.seed)
 
     evaluate = make_evaluate(model)
     evaluation_seconds = 0.0
