@@ -52,7 +52,13 @@ def train(parallel):
 
 
 one, many = train(parallel=False), train(parallel=True)
+try:
+    jax_training.use_all_devices(BATCH + 4)
+    indivisible = "no error"
+except ValueError as error:
+    indivisible = str(error)
 print(json.dumps({
+    "indivisible": indivisible,
     "device_count": len(jax.devices()),
     "runs": [{k: v for k, v in run.items() if k != "weights"} for run in (one, many)],
     "max_abs_difference": max(float(np.max(np.abs(a - b)))

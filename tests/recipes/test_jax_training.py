@@ -47,6 +47,9 @@ def test_data_parallel_over_8_devices_trains_as_one_device(tmp_path):
     # gradients differs (float32). Measured: 1.7e-7 after 6 steps, weights up to 0.16.
     assert report["max_abs_difference"] < 1e-5
     assert one["losses"] == pytest.approx(many["losses"], rel=1e-5)
+    # A global batch that does not divide across the devices is refused, naming the flag.
+    assert report["indivisible"].startswith("--batch_sizes: the global batch size 516 does "
+                                            "not divide across the 8 devices")
 
 
 def test_the_study_runs_on_jax_without_tensorflow(tmp_path):
