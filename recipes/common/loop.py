@@ -24,7 +24,16 @@ from keras import ops
 
 
 def _jax():
-    return keras.backend.backend() == "jax"
+    """True on JAX, False on TensorFlow.
+
+    Raises:
+        ValueError: another backend (PyTorch): the studies have no step for it.
+    """
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise ValueError(f"The studies run on the tensorflow and jax backends; "
+                         f"KERAS_BACKEND={backend} is not supported.")
+    return backend == "jax"
 
 
 def classification_sums(logits, labels):

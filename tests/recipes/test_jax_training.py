@@ -102,3 +102,16 @@ def test_tensorflow_and_jax_reach_the_same_accuracy(tmp_path):
         # 0.5 points as noise). Measured: 0.05 to 0.20 points apart; a backend whose step
         # were wrong lands far below.
         assert abs(both["tensorflow"] - both["jax"]) < 1.0, (key, both)
+
+
+def test_the_study_refuses_another_backend_by_name(tmp_path):
+    require(importlib.util.find_spec("torch") is not None, "PyTorch (scripts/setup.sh --test)")
+    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(
+        [sys.executable, "-m", "recipes.batch_scaling", "--optimizers=lamb",
+         "--batch_sizes=512", "--epochs=1", "--train_examples=2048", "--output_dir=out"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert ("The studies run on the tensorflow and jax backends; KERAS_BACKEND=torch is not "
+            "supported.") in done.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
