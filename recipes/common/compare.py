@@ -21,7 +21,7 @@ import os
 
 from absl import flags
 
-from . import driver
+from . import driver, report
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +52,7 @@ def load_run(directory, metric="eval_mlm_accuracy"):
             raise FileNotFoundError(f"--runs: {path} does not exist (not a recipe's run?)")
     with open(paths[0]) as f:
         config = json.load(f)
-    lines = driver.read_json_lines(paths[1])
+    lines = report.read_json_lines(paths[1])
     # Histories written before a resumed run dropped the steps it trained again repeat them:
     # keep each step's last line.
     train = {r["step"]: r for r in lines if "loss" in r}

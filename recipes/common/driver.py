@@ -25,6 +25,7 @@ import tqdm
 import tf_lamb
 
 from . import checkpointing, distribute, optimizers, runtime, training
+from .report import read_json_lines
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -164,19 +165,6 @@ class RunLog:
             self.history.close()
             for w in self.writers.values():
                 w.flush()
-
-
-def read_json_lines(path):
-    """The records of a JSON-lines file (``history.jsonl``, a study's run log), in order; a
-    line cut short by a kill, or blank, is left out."""
-    records = []
-    with open(path) as f:
-        for line in f:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records
 
 
 def _drop_history_after(path, step):

@@ -6,8 +6,9 @@ values (Keras' stateless API: ``model.stateless_call`` and ``optimizer.stateless
 Keras' own distribution API spreads it: under ``keras.distribution.DataParallel`` the
 variables are replicated on every device and each global batch is split along its first axis,
 so XLA sums the gradients across the devices inside the step, before the optimizer (and its
-``global_clipnorm``) sees them. One device, several devices of one host and several hosts
-(``jax.distributed``) run the same code.
+``global_clipnorm``) sees them. One device and several devices of one host run the same code;
+several hosts would also need ``keras.distribution.initialize`` and one writer, which the
+studies do not do yet.
 
 Nothing here imports TensorFlow.
 """
@@ -45,9 +46,10 @@ def use_all_devices(global_batch_size, flag="--batch_sizes"):
 
 def shard(array):
     """``array`` placed as the current distribution lays out data (split along the batch
-    axis); as a plain device array when no distribution is set."""
+    axis); as a plain device array when no distribution is set, or when its first axis does
+    not divide across the devices (then every device holds it whole)."""
     distribution = keras.distribution.distribution()
-    if distribution is None:
+    if distribution is None or len(array) % jax.device_count():
         return jax.numpy.asarray(array)
     return keras.distribution.distribute_tensor(
         array, distribution.get_data_layout(array.shape))
@@ -139,8 +141,9 @@ class JaxStepRunner:
 def make_evaluate(model, sums, batch_size=10000):
     """Returns ``evaluate(x, y) -> dict of sums`` over arrays in memory: ``sums`` of the
     model's outputs in inference mode, added over batches of ``batch_size`` (the last one
-    smaller), and ``loss`` (the sum of per-label losses). The forward pass is compiled once
-    per input shape and kept across calls."""
+    smaller), and ``loss`` (the sum of per-label losses). Each batch is split across the
+    devices (:func:`shard`). The forward pass is compiled once per input shape and kept
+    across calls."""
 
     @jax.jit
     def batch_sums(trainable, non_trainable, x, y):
@@ -153,8 +156,8 @@ def make_evaluate(model, sums, batch_size=10000):
         trainable = _values(model.trainable_variables)
         non_trainable = _values(model.non_trainable_variables)
         for start in range(0, len(x), batch_size):
-            part = batch_sums(trainable, non_trainable, x[start : start + batch_size],
-                              y[start : start + batch_size])
+            part = batch_sums(trainable, non_trainable, shard(x[start : start + batch_size]),
+                              shard(y[start : start + batch_size]))
             totals = part if totals is None else {k: totals[k] + part[k] for k in totals}
         return {k: float(v) for k, v in totals.items()}
 

@@ -105,6 +105,19 @@ def write_json(obj, path):
         f.write("\n")
 
 
+def read_json_lines(path):
+    """The records of a JSON-lines file (``history.jsonl``, a study's run log), in order; a
+    line cut short by a kill, or blank, is left out."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
 def environment():
     """Versions, the Keras backend and its devices, and the machine, recorded next to the
     results. The backend's framework is the one imported (JAX runs need no TensorFlow)."""

@@ -149,6 +149,15 @@ def validate(config, num_train_examples=None, known_models=models.MODELS):
             )
     if len(set(config.batch_sizes)) != len(config.batch_sizes):
         _fail("batch_sizes", _format_list(config.batch_sizes), "a batch size is listed twice.")
+    if keras.backend.backend() == "jax":  # Each batch is split across the devices.
+        import jax
+
+        devices = jax.device_count()
+        for batch in config.batch_sizes:
+            if batch % devices:
+                _fail("batch_sizes", _format_list(config.batch_sizes),
+                      f"{batch} does not divide across the {devices} JAX devices; use "
+                      f"multiples of {devices}.")
     for flag in ("epochs", "base_batch_size"):
         value = getattr(config, flag)
         if not isinstance(value, int) or value <= 0:

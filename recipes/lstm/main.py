@@ -33,7 +33,7 @@ from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ..common import corpus, driver, fashion_mnist, report, runtime  # noqa: E402
+from ..common import corpus, fashion_mnist, report, runtime  # noqa: E402
 from ..common import study, study_flags  # noqa: E402
 from . import language_model, legw, text  # noqa: E402
 
@@ -142,7 +142,7 @@ def finished_runs(output_dir, wanted):
     path = os.path.join(output_dir, RUNS_LOG)
     if not os.path.exists(path):
         return []
-    return [e["row"] for e in driver.read_json_lines(path) if e.get("settings") == wanted]
+    return [e["row"] for e in report.read_json_lines(path) if e.get("settings") == wanted]
 
 
 def execute(config, rules, task, progress=True, out=sys.stdout):
