@@ -129,14 +129,13 @@ def environment():
     import tf_lamb
 
     backend = keras.backend.backend()
-    framework = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
     found = {
         "tf_lamb": getattr(tf_lamb, "__version__", "unknown"),
         "keras": keras.__version__,
         "keras_backend": backend,
     }
-    for name in ("tensorflow", "jax", "torch"):
-        if name == framework or name in sys.modules:
+    for name in ("tensorflow", "jax", "torch"):  # Each backend is named as its package.
+        if name == backend or name in sys.modules:
             found[name] = importlib.import_module(name).__version__
     if backend == "jax":
         import jax
