@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a checkout: a virtual environment in .venv with tf_lamb (editable), TensorFlow (CPU),
 # the recipes', tests' and documentation's dependencies, and the data from Debian's archive.
-# Usage: bash scripts/setup.sh [--test]   (--test, what the test command needs besides: JAX,
-# PyTorch, and Debian's Chromium for the site's browser test; --backends is its old name)
+# Usage: bash scripts/setup.sh [--test]   (--test, what the test command needs besides: JAX
+# with orbax-checkpoint, PyTorch, and Debian's Chromium for the site's browser test;
+# --backends is its old name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +16,9 @@ fi
 testing=false
 case "${1:-}" in --test|--backends) testing=true ;; esac
 if $testing; then
-    # torch 2.13.0 is pinned so pip takes the CPU wheel rather than the CUDA build.
-    .venv/bin/python -m pip install --quiet "jax[cpu]" "torch==2.13.0"
+    # The jax extra: JAX and orbax-checkpoint (the recipes on JAX). torch 2.13.0 is pinned so
+    # pip takes the CPU wheel rather than the CUDA build.
+    .venv/bin/python -m pip install --quiet -e ".[jax]" -c scripts/constraints.txt "torch==2.13.0"
 fi
 
 # Real data from Debian's archive (recipes/README.md, "Data"): Fashion-MNIST for the study, the Python 3.11

@@ -24,12 +24,15 @@ accuracy, learning rate, trust ratios).
 import dataclasses
 import json
 import os
+import re
 
 from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 from ..common import checkpointing, driver, optimizers, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
@@ -115,30 +118,33 @@ def pretraining_task(model, batch, training):
     Each example's masked-LM loss is the mean cross-entropy over its real masked positions
     (``masked_lm_weights``); its total loss adds the next-sentence cross-entropy.
 
+    Written in ``keras.ops``: the same task on TensorFlow and JAX.
+
     Returns:
         ``(loss_sum, metrics)``: float32 scalars; metrics ``mlm_correct``, ``mlm_count``,
         ``nsp_correct``, ``examples``, and the two parts of ``loss_sum``: ``mlm_loss`` and
         ``nsp_loss``.
     """
     outputs = model(batch, training=training)
-    weights = batch["masked_lm_weights"]
-    mlm_logits = tf.cast(outputs["mlm_logits"], tf.float32)
-    mlm_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["masked_lm_ids"], mlm_logits)
-    count = tf.reduce_sum(weights, axis=1)
-    per_example_mlm = tf.reduce_sum(mlm_loss * weights, axis=1) / tf.maximum(count, 1.0)
-    nsp_labels = batch["next_sentence_labels"][:, 0]
-    nsp_logits = tf.cast(outputs["nsp_logits"], tf.float32)
-    nsp_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(nsp_labels, nsp_logits)
-    correct = tf.cast(tf.equal(tf.argmax(mlm_logits, -1, tf.int32), batch["masked_lm_ids"]),
-                      tf.float32)
+    weights = ops.cast(batch["masked_lm_weights"], "float32")
+    mlm_ids = ops.cast(batch["masked_lm_ids"], "int32")
+    mlm_logits = ops.cast(outputs["mlm_logits"], "float32")
+    mlm_loss = ops.sparse_categorical_crossentropy(mlm_ids, mlm_logits, from_logits=True)
+    count = ops.sum(weights, axis=1)
+    per_example_mlm = ops.sum(mlm_loss * weights, axis=1) / ops.maximum(count, 1.0)
+    nsp_labels = ops.cast(batch["next_sentence_labels"][:, 0], "int32")
+    nsp_logits = ops.cast(outputs["nsp_logits"], "float32")
+    nsp_loss = ops.sparse_categorical_crossentropy(nsp_labels, nsp_logits, from_logits=True)
+    correct = ops.cast(ops.equal(ops.cast(ops.argmax(mlm_logits, -1), "int32"), mlm_ids),
+                       "float32")
     metrics = {
-        "mlm_correct": tf.reduce_sum(correct * weights),
-        "mlm_count": tf.reduce_sum(weights),
-        "nsp_correct": tf.reduce_sum(tf.cast(
-            tf.equal(tf.argmax(nsp_logits, -1, tf.int32), nsp_labels), tf.float32)),
-        "examples": tf.cast(tf.shape(nsp_labels)[0], tf.float32),
-        "mlm_loss": tf.reduce_sum(per_example_mlm),
-        "nsp_loss": tf.reduce_sum(nsp_loss),
+        "mlm_correct": ops.sum(correct * weights),
+        "mlm_count": ops.sum(weights),
+        "nsp_correct": ops.sum(ops.cast(
+            ops.equal(ops.cast(ops.argmax(nsp_logits, -1), "int32"), nsp_labels), "float32")),
+        "examples": ops.cast(ops.shape(nsp_labels)[0], "float32"),
+        "mlm_loss": ops.sum(per_example_mlm),
+        "nsp_loss": ops.sum(nsp_loss),
     }
     return metrics["mlm_loss"] + metrics["nsp_loss"], metrics
 
@@ -152,6 +158,16 @@ def data_vocab_size(train_files):
     return None
 
 
+def _checkpoints():
+    """The backend's checkpoint functions: :mod:`recipes.common.jax_checkpointing` (orbax) on
+    JAX, :mod:`recipes.common.checkpointing` (``tf.train``) on TensorFlow."""
+    if keras.backend.backend() == "jax":
+        from ..common import jax_checkpointing
+
+        return jax_checkpointing
+    return checkpointing
+
+
 def check_finished(directory):
     """Phase 2 starts from phase 1's final checkpoint: when ``--init_checkpoint`` is a run's
     directory, its newest checkpoint must be at the step its ``config.json`` trains to.
@@ -160,13 +176,13 @@ def check_finished(directory):
         ValueError: the run stopped early (the message names the flag, both steps and how to
             start from that checkpoint anyway: pass its file prefix).
     """
-    latest = tf.train.latest_checkpoint(directory) if tf.io.gfile.isdir(directory) else None
+    latest = _checkpoints().latest_checkpoint(directory)
     config_path = os.path.join(directory, "config.json")
     if not latest or not tf.io.gfile.exists(config_path):
         return
     with tf.io.gfile.GFile(config_path) as f:
         train_steps = json.load(f).get("train_steps")
-    step = int(latest.rsplit("-", 1)[-1])
+    step = int(re.split(r"[-/]", latest)[-1])  # .../ckpt-<step> or .../checkpoints/<step>
     if train_steps and step < train_steps:
         raise ValueError(
             f"--init_checkpoint={directory}: that run stopped at step {step} of its "
@@ -238,7 +254,7 @@ def run(fv=FLAGS, log=print):
     def from_init_checkpoint(model):
         if fv.init_checkpoint:
             check_finished(fv.init_checkpoint)
-            log(f"model weights from {checkpointing.restore_model(model, fv.init_checkpoint)}")
+            log(f"model weights from {_checkpoints().restore_model(model, fv.init_checkpoint)}")
 
     return driver.train(
         fv, strategy, policy, config=config,

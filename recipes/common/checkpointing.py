@@ -99,6 +99,11 @@ def _untracked_variables(checkpoint, objects):
     return found
 
 
+def latest_checkpoint(directory):
+    """The newest complete checkpoint in ``directory`` (a file prefix), or None."""
+    return tf.train.latest_checkpoint(directory) if tf.io.gfile.isdir(directory) else None
+
+
 def restore_model(model, path):
     """Loads only ``model``'s weights from the checkpoint ``path`` (a file prefix or a
     directory, whose newest checkpoint is used): how phase 2 starts from phase 1.

@@ -24,7 +24,7 @@ import tqdm
 
 import tf_lamb
 
-from . import checkpointing, distribute, optimizers, runtime, training
+from . import batching, checkpointing, distribute, optimizers, runtime, training
 from .report import read_json_lines
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
@@ -112,8 +112,15 @@ def config_overrides(fv, config_class):
 def make_strategy(fv):
     """The strategy and Keras dtype policy the flags ask for; returns ``(strategy, policy)``.
 
-    Call it before building the model: the policy is global to the process.
+    Call it before building the model: the policy is global to the process. On the JAX
+    backend there is no ``tf.distribute`` strategy: it returns ``(None, policy)``
+    (:func:`recipes.common.jax_driver.set_up`), and :func:`train` runs there over
+    ``keras.distribution``.
     """
+    if keras.backend.backend() == "jax":
+        from . import jax_driver
+
+        return None, jax_driver.set_up(fv)
     if fv.cpu_replicas:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -233,10 +240,9 @@ class Evaluator:
         return totals
 
 
-def open_checkpoints(strategy, fv, run_config, log=print, **objects):
+def open_checkpoints(strategy, fv, log=print, **objects):
     """A :class:`~recipes.common.checkpointing.Checkpointer` of ``objects`` (model, optimizer,
-    the feed's iterator) in ``--output_dir``, restored from its newest checkpoint if any; the
-    chief writes ``run_config`` (a JSON-friendly dict) to ``config.json``.
+    the feed's iterator) in ``--output_dir``, restored from its newest checkpoint if any.
 
     Returns:
         ``(checkpointer, resumed)``: ``resumed`` is the restored checkpoint's path or None.
@@ -245,10 +251,18 @@ def open_checkpoints(strategy, fv, run_config, log=print, **objects):
     resumed = checkpointer.restore_latest()
     if resumed:
         log(f"resumed from {resumed}")
-    if checkpointer.is_chief:
-        with tf.io.gfile.GFile(os.path.join(fv.output_dir, "config.json"), "w") as f:
-            json.dump(run_config, f, indent=2)
     return checkpointer, resumed
+
+
+def write_run_config(fv, config, plan, strategy, precision, run_config=None, **more):
+    """Writes the run's ``config.json`` to ``--output_dir``: the configuration's name and
+    fields, ``run_config`` (a JSON-friendly dict of the recipe's derived values), the batch
+    plan, the strategy's name, the precision, and ``more``."""
+    record = {"config_name": fv.config, **dataclasses.asdict(config), **(run_config or {}),
+              "batch_plan": dataclasses.asdict(plan), "strategy": strategy,
+              "precision": precision, "jit_compile": fv.jit_compile, **more}
+    with tf.io.gfile.GFile(os.path.join(fv.output_dir, "config.json"), "w") as f:
+        json.dump(record, f, indent=2)
 
 
 def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
@@ -326,10 +340,19 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
 
     Raises:
         ValueError: the global batch does not split over the replicas
-            (:func:`recipes.common.distribute.plan_batch`), an optimizer setting is out of its
+            (:func:`recipes.common.batching.plan_batch`), an optimizer setting is out of its
             range, or :func:`run_steps` names a bad input file.
     """
-    plan = distribute.plan_batch(
+    if strategy is None:
+        from . import jax_driver
+
+        return jax_driver.train(
+            fv, policy, config=config, summary=summary, build_model=build_model,
+            build_optimizer=build_optimizer, task=task, train_dataset=train_dataset,
+            train_steps=train_steps, summarize=summarize, eval_dataset=eval_dataset,
+            run_config=run_config, explain_data_error=explain_data_error,
+            on_fresh_start=on_fresh_start, log=log)
+    plan = batching.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )
     log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
@@ -343,14 +366,12 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
         optimizer.build(model.trainable_variables)
     feed = training.DataFeed(strategy, train_dataset, plan.per_replica_batch_size,
                              save_iterator=fv.resume_data == "iterator")
-    record = {"config_name": fv.config, **dataclasses.asdict(config), **(run_config or {}),
-              "batch_plan": dataclasses.asdict(plan),
-              "strategy": distribute.strategy_name(strategy), "precision": policy,
-              "jit_compile": fv.jit_compile}
     checkpointer, resumed = open_checkpoints(
-        strategy, fv, record, log, model=model, optimizer=optimizer,
-        **feed.trackable(fv.output_dir)
+        strategy, fv, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
     )
+    if checkpointer.is_chief:
+        write_run_config(fv, config, plan, distribute.strategy_name(strategy), policy,
+                         run_config)
     if not resumed and on_fresh_start:
         on_fresh_start(model)
     evaluate = None

@@ -1,14 +1,19 @@
-"""The recipes' optimizer step on the JAX backend, data parallel over every device.
+"""The recipes' optimizer step on the JAX backend, over every device.
 
 The TensorFlow step (:class:`~recipes.common.training.StepRunner`) runs under a
-``tf.distribute`` strategy. On JAX the same step is one ``jax.jit`` function of the variables'
-values (Keras' stateless API: ``model.stateless_call`` and ``optimizer.stateless_apply``), and
-Keras' own distribution API spreads it: under ``keras.distribution.DataParallel`` the
-variables are replicated on every device and each global batch is split along its first axis,
-so XLA sums the gradients across the devices inside the step, before the optimizer (and its
-``global_clipnorm``) sees them. One device and several devices of one host run the same code;
-several hosts would also need ``keras.distribution.initialize`` and one writer, which the
-studies do not do yet.
+``tf.distribute`` strategy. On JAX the same step, with the same task
+(``task(model, batch, training) -> (loss_sum, metrics)`` written in ``keras.ops``), is one
+``jax.jit`` function of the variables' values, and Keras' own distribution API
+(``keras.distribution``) spreads it: under ``DataParallel`` the variables are replicated on
+every device, under ``ModelParallel`` the large kernels are split along a model axis, and in
+both each global batch is split along the mesh's batch axis, so XLA sums the gradients across
+the devices inside the step, before the optimizer (and its ``global_clipnorm``) sees them. One
+device, the devices of one host and several hosts run the same code.
+
+Gradient accumulation happens inside the compiled step: a step's batch then holds
+``accumulation_steps`` passes along a new first axis, and ``jax.lax.scan`` sums their
+gradients (and threads batch-norm statistics and dropout seeds from pass to pass) before the
+one optimizer update.
 
 Nothing here imports TensorFlow.
 """
@@ -44,15 +49,42 @@ def use_all_devices(global_batch_size, flag="--batch_sizes"):
     return len(devices)
 
 
-def shard(array):
-    """``array`` placed as the current distribution lays out data (split along the batch
-    axis); as a plain device array when no distribution is set, or when its first axis does
-    not divide across the devices (then every device holds it whole)."""
+def batch_axis_size():
+    """The devices a batch is split across: the size of the current distribution's batch
+    axis (1 without a distribution)."""
     distribution = keras.distribution.distribution()
-    if distribution is None or len(array) % jax.device_count():
-        return jax.numpy.asarray(array)
-    return keras.distribution.distribute_tensor(
-        array, distribution.get_data_layout(array.shape))
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    return mesh.shape[mesh.axis_names.index(distribution.batch_dim_name)]
+
+
+def place(batch, leading_axes=0):
+    """This host's share of a global batch (a structure of NumPy arrays), placed as the
+    current distribution lays out data: split along the batch axis, the axis after
+    ``leading_axes`` (accumulation passes stack along a first axis), and whole along every
+    other mesh axis.
+
+    Without a distribution the arrays go to the default device. On one host, an array whose
+    batch does not divide across the devices (an evaluation's last batch) is placed whole on
+    every device instead.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return jax.tree_util.tree_map(jax.numpy.asarray, batch)
+    mesh = distribution.device_mesh.backend_mesh
+    split = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(*[None] * leading_axes, distribution.batch_dim_name))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    devices = batch_axis_size()
+
+    def put(array):
+        rows = array.shape[leading_axes] * jax.process_count()
+        if rows % devices and jax.process_count() == 1:
+            return jax.device_put(array, whole)
+        return jax.make_array_from_process_local_data(split, array)
+
+    return jax.tree_util.tree_map(put, batch)
 
 
 class ArrayFeed:
@@ -73,92 +105,139 @@ class ArrayFeed:
         self._order, self._position = None, self.steps_per_epoch
 
     def next(self):
-        """The next ``(x, y)`` global batch, sharded over the devices."""
+        """The next ``(x, y)`` global batch, split across the devices."""
         if self._position == self.steps_per_epoch:
             self._order, self._position = self._rng.permutation(len(self.x)), 0
         start = self._position * self.global_batch_size
         index = np.sort(self._order[start : start + self.global_batch_size])
         self._position += 1
-        return shard(self.x[index]), shard(self.y[index])
+        return place((self.x[index], self.y[index]))
 
 
 def _values(variables):
     return [v.value for v in variables]
 
 
+def stateless_task(task, model, trainable, non_trainable, batch, training):
+    """``task(model, batch, training)`` on the given variable values instead of the model's
+    own (inside ``jax.jit``).
+
+    Returns:
+        ``(loss_sum, metrics, non_trainable)``: the task's results and the non-trainable
+        values after the call (batch-norm statistics, dropout seed states).
+    """
+    mapping = list(zip(model.trainable_variables, trainable))
+    mapping += list(zip(model.non_trainable_variables, non_trainable))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        loss_sum, metrics = task(model, batch, training)
+    updated = [scope.get_current_value(v) for v in model.non_trainable_variables]
+    return loss_sum, metrics, updated
+
+
+def _add(a, b):
+    return jax.tree_util.tree_map(lambda x, y: x + y, a, b)
+
+
 class JaxStepRunner:
     """Compiled optimizer steps for ``model`` on the JAX backend.
 
     The step's state is the model's and the optimizer's variables: each step reads their
-    values, runs the compiled step and assigns the results back, so the model can be
-    evaluated or saved between steps as on TensorFlow.
+    values, runs the compiled step (which takes over their buffers: they are donated) and
+    assigns the results back, so the model can be evaluated, saved or inspected between steps
+    as on TensorFlow.
 
     Args:
-        model: a built ``keras.Model`` returning logits.
+        model: a built ``keras.Model``.
         optimizer: a ``keras.optimizers.Optimizer`` (its learning rate may be a schedule).
-        sums: ``sums(outputs, labels) -> (loss_sum, metrics)``: a float32 scalar, the sum of
-            per-label losses over the batch, and a dict of float32 scalar sums.
-        global_batch_size: int, examples per optimizer step.
+        task: ``task(model, batch, training) -> (loss_sum, metrics)`` in ``keras.ops``: a
+            float32 scalar, the sum of per-label losses over the batch, and a dict of float32
+            scalar sums.
+        plan: a :class:`~recipes.common.batching.BatchPlan`; with ``accumulation_steps`` > 1
+            each step's batch stacks that many passes along a first axis.
         labels_per_example: int, labels per example (a language model's time steps): the loss
             is divided by ``loss_denominator``, the global batch times this.
     """
 
-    def __init__(self, model, optimizer, sums, global_batch_size, labels_per_example=1):
+    def __init__(self, model, optimizer, task, plan, labels_per_example=1):
         self.model = model
         self.optimizer = optimizer
-        self.sums = sums
-        self.loss_denominator = global_batch_size * labels_per_example
+        self.task = task
+        self.plan = plan
+        self.loss_denominator = plan.global_batch_size * labels_per_example
         optimizer.build(model.trainable_variables)
-        self._step = jax.jit(self._pure_step)
+        self._step = jax.jit(self._pure_step, donate_argnums=(0, 1, 2))
 
-    def _pure_step(self, trainable, non_trainable, optimizer_variables, x, y):
+    def _gradients(self, trainable, non_trainable, batch):
         def loss(trainable):
-            outputs, new_non_trainable = self.model.stateless_call(
-                trainable, non_trainable, x, training=True)
-            loss_sum, metrics = self.sums(outputs, y)
-            return loss_sum / self.loss_denominator, (new_non_trainable,
-                                                      dict(metrics, loss=loss_sum))
+            loss_sum, metrics, updated = stateless_task(
+                self.task, self.model, trainable, non_trainable, batch, True)
+            return loss_sum / self.loss_denominator, (updated, dict(metrics, loss=loss_sum))
 
         (_, (non_trainable, metrics)), gradients = jax.value_and_grad(
             loss, has_aux=True)(trainable)
+        return gradients, non_trainable, metrics
+
+    def _pure_step(self, trainable, non_trainable, optimizer_variables, batch):
+        if self.plan.accumulation_steps == 1:
+            gradients, non_trainable, metrics = self._gradients(trainable, non_trainable, batch)
+        else:
+            first = jax.tree_util.tree_map(lambda t: t[0], batch)
+            rest = jax.tree_util.tree_map(lambda t: t[1:], batch)
+
+            def accumulate(carry, passed):
+                gradients, non_trainable, metrics = carry
+                more, non_trainable, more_metrics = self._gradients(
+                    trainable, non_trainable, passed)
+                return (_add(gradients, more), non_trainable, _add(metrics, more_metrics)), None
+
+            carry = self._gradients(trainable, non_trainable, first)
+            (gradients, non_trainable, metrics), _ = jax.lax.scan(accumulate, carry, rest)
         trainable, optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
         return trainable, non_trainable, optimizer_variables, metrics
 
     def train_step(self, feed):
-        """One optimizer step on ``feed.next()``; returns the step's metric sums
-        (``loss``: the sum of per-label losses)."""
-        x, y = feed.next()
+        """One optimizer step on ``feed.next()``; returns the step's metric sums over every
+        device and pass (``loss``: the sum of per-label losses)."""
+        batch = feed.next()
         groups = (self.model.trainable_variables, self.model.non_trainable_variables,
                   self.optimizer.variables)
-        results = self._step(*(_values(g) for g in groups), x, y)
+        results = self._step(*(_values(g) for g in groups), batch)
         for variables, values in zip(groups, results):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         return results[-1]
 
 
-def make_evaluate(model, sums, batch_size=10000):
-    """Returns ``evaluate(x, y) -> dict of sums`` over arrays in memory: ``sums`` of the
-    model's outputs in inference mode, added over batches of ``batch_size`` (the last one
-    smaller), and ``loss`` (the sum of per-label losses). Each batch is split across the
-    devices (:func:`shard`). The forward pass is compiled once per input shape and kept
-    across calls."""
+def evaluation_step(model, task):
+    """Returns ``step(batch) -> dict of sums``: ``task`` on ``batch`` (placed by
+    :func:`place`) with the model's current weights in inference mode, ``loss`` included; the
+    forward pass is compiled once per batch shape and kept across calls."""
 
     @jax.jit
-    def batch_sums(trainable, non_trainable, x, y):
-        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
-        loss_sum, metrics = sums(outputs, y)
+    def batch_sums(trainable, non_trainable, batch):
+        loss_sum, metrics, _ = stateless_task(task, model, trainable, non_trainable, batch,
+                                              False)
         return dict(metrics, loss=loss_sum)
+
+    def step(batch):
+        return batch_sums(_values(model.trainable_variables),
+                          _values(model.non_trainable_variables), batch)
+
+    return step
+
+
+def make_evaluate(model, task, batch_size=10000):
+    """Returns ``evaluate(x, y) -> dict of sums`` over arrays in memory: ``task``'s sums on
+    batches ``(x, y)`` of ``batch_size`` (the last one smaller) added up, ``loss`` included,
+    as Python floats. Each batch is split across the devices (:func:`place`)."""
+    step = evaluation_step(model, task)
 
     def evaluate(x, y):
         totals = None
-        trainable = _values(model.trainable_variables)
-        non_trainable = _values(model.non_trainable_variables)
         for start in range(0, len(x), batch_size):
-            part = batch_sums(trainable, non_trainable, shard(x[start : start + batch_size]),
-                              shard(y[start : start + batch_size]))
-            totals = part if totals is None else {k: totals[k] + part[k] for k in totals}
+            part = step(place((x[start : start + batch_size], y[start : start + batch_size])))
+            totals = part if totals is None else _add(totals, part)
         return {k: float(v) for k, v in totals.items()}
 
     return evaluate

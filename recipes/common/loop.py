@@ -22,6 +22,8 @@ import keras
 import tqdm
 from keras import ops
 
+from . import batching
+
 
 def _jax():
     """True on JAX, False on TensorFlow.
@@ -73,16 +75,16 @@ def make_runner(model, optimizer, global_batch_size, labels_per_example=1, jit_c
         labels_per_example: int, labels per example (a language model's time steps).
         jit_compile: bool, XLA-compile the forward and backward pass (TensorFlow).
     """
+    plan = batching.plan_batch(global_batch_size, 1, global_batch_size)
     if _jax():
         from . import jax_training
 
-        return jax_training.JaxStepRunner(model, optimizer, classification_sums,
-                                          global_batch_size, labels_per_example)
+        return jax_training.JaxStepRunner(model, optimizer, classification_task, plan,
+                                          labels_per_example)
     import tensorflow as tf
 
-    from . import distribute, training
+    from . import training
 
-    plan = distribute.plan_batch(global_batch_size, 1, global_batch_size)
     return training.StepRunner(tf.distribute.get_strategy(), model, optimizer,
                                classification_task, plan, jit_compile=jit_compile,
                                labels_per_example=labels_per_example)
@@ -143,7 +145,7 @@ def make_evaluate(model, batch_size=10000):
     if _jax():
         from . import jax_training
 
-        evaluate_sums = jax_training.make_evaluate(model, classification_sums, batch_size)
+        evaluate_sums = jax_training.make_evaluate(model, classification_task, batch_size)
 
         def evaluate(x, y):
             sums = evaluate_sums(x, y)

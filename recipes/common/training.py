@@ -113,7 +113,7 @@ class StepRunner:
         task: ``task(model, batch, training) -> (loss_sum, metrics)``: ``loss_sum`` a float32
             scalar, the sum of per-example losses over the replica's batch; ``metrics`` a
             dict of float32 scalar sums (e.g. correct predictions and counts).
-        plan: a :class:`~recipes.common.distribute.BatchPlan`.
+        plan: a :class:`~recipes.common.batching.BatchPlan`.
         jit_compile: bool, XLA-compile each pass (tf_lamb's optimizers compile their own
             update; Keras' do not).
         labels_per_example: int, the labels ``loss_sum`` adds per example (a language

@@ -29,6 +29,7 @@ from absl import flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 from ..common import driver, optimizers, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
@@ -100,20 +101,21 @@ def make_optimizer(config, variables=None):
 def classification_task(label_smoothing, num_classes):
     """``task(model, (images, labels), training) -> (loss_sum, metrics)``: softmax
     cross-entropy with label smoothing, summed over the batch; metrics ``correct`` (top-1),
-    ``top5_correct`` and ``examples`` (float32 sums)."""
+    ``top5_correct`` and ``examples`` (float32 sums). In ``keras.ops``: TensorFlow and JAX."""
 
     def task(model, batch, training):
         images, labels = batch
-        logits = tf.cast(model(images, training=training), tf.float32)
-        targets = tf.one_hot(labels, num_classes)
+        labels = ops.cast(labels, "int32")
+        logits = ops.cast(model(images, training=training), "float32")
+        targets = ops.one_hot(labels, num_classes)
         targets = targets * (1.0 - label_smoothing) + label_smoothing / num_classes
-        loss = tf.nn.softmax_cross_entropy_with_logits(targets, logits)
-        top1 = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
-        top5 = tf.nn.in_top_k(labels, logits, min(5, num_classes))
-        return tf.reduce_sum(loss), {
-            "correct": tf.reduce_sum(tf.cast(top1, tf.float32)),
-            "top5_correct": tf.reduce_sum(tf.cast(top5, tf.float32)),
-            "examples": tf.cast(tf.shape(labels)[0], tf.float32),
+        loss = ops.categorical_crossentropy(targets, logits, from_logits=True)
+        top1 = ops.equal(ops.cast(ops.argmax(logits, -1), "int32"), labels)
+        top5 = ops.in_top_k(labels, logits, min(5, num_classes))
+        return ops.sum(loss), {
+            "correct": ops.sum(ops.cast(top1, "float32")),
+            "top5_correct": ops.sum(ops.cast(top5, "float32")),
+            "examples": ops.cast(ops.shape(labels)[0], "float32"),
         }
 
     return task

@@ -27,11 +27,20 @@ def make_records(tutorial_dir, output_dir):
     return output_dir
 
 
-def environment(tf_config=None):
-    """The environment of a recipe process: this checkout on the path, TensorFlow's backend,
-    and ``TF_CONFIG`` only where given (a cluster's task)."""
+#: XLA's CPU collectives wait up to 10 minutes for a late device thread (the default 40 s
+#: aborted one run of 8 virtual devices on 2 loaded cores).
+COLLECTIVE_TIMEOUTS = ("--xla_cpu_collective_timeout_seconds=600 "
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=600")
+
+
+def environment(tf_config=None, backend="tensorflow"):
+    """The environment of a recipe process: this checkout on the path, the Keras ``backend``
+    (on JAX, with patient collectives for ``--cpu_replicas``), and ``TF_CONFIG`` only where
+    given (a cluster's task)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    if backend == "jax":
+        env["XLA_FLAGS"] = COLLECTIVE_TIMEOUTS
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     if tf_config:
         env["TF_CONFIG"] = json.dumps(tf_config)
@@ -54,9 +63,11 @@ def command(data_dir, output_dir, *args, seq=128):
     return argv
 
 
-def pretrain(data_dir, output_dir, *args, seq=128, check=True):
-    """Runs the program in a fresh process; returns the CompletedProcess."""
-    proc = subprocess.run(command(data_dir, output_dir, *args, seq=seq), env=environment(),
+def pretrain(data_dir, output_dir, *args, seq=128, check=True, backend="tensorflow"):
+    """Runs the program in a fresh process on the Keras ``backend``; returns the
+    CompletedProcess."""
+    proc = subprocess.run(command(data_dir, output_dir, *args, seq=seq),
+                          env=environment(backend=backend),
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -72,6 +83,20 @@ def weights(output_dir):
     values = {v.path: v.numpy() for v in model.trainable_variables}
     assert len(values) == 46  # BERT-tiny with both heads: every variable restored
     return values
+
+
+def jax_values(output_dir, item="weights"):
+    """The arrays of ``item`` (``weights``, ``model_state`` or ``optimizer``) in the newest
+    checkpoint of a run on the JAX backend, as NumPy arrays keyed by position, whatever
+    devices wrote them."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(os.path.join(output_dir, "checkpoints"))
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(**{
+        item: ocp.args.StandardRestore(
+            fallback_sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))}))
+    return {i: np.asarray(a) for i, a in enumerate(restored[item])}
 
 
 def history(output_dir):

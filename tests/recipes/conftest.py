@@ -35,6 +35,24 @@ def tutorial_dir():
     return path
 
 
+@pytest.fixture(scope="module")
+def record_dir(fashion, tmp_path_factory):
+    """ImageNet-format JPEG records of 512 Fashion-MNIST training and 512 validation images
+    (4 and 2 files), from the ResNet recipe's converter."""
+    from absl import flags
+
+    from recipes.resnet import convert
+
+    del fashion  # only its presence
+    out = tmp_path_factory.mktemp("fashion_records")
+    fv = flags.FlagValues()
+    convert.define_flags(fv)
+    fv(["prog", f"--output_dir={out}", "--max_examples=512", "--train_shards=4",
+        "--validation_shards=2"])
+    convert.convert(fv, log=lambda *_: None)
+    return out
+
+
 @pytest.fixture(scope="session")
 def bert_data_dir(tutorial_dir, tmp_path_factory):
     """BERT pre-training records of length 128 and 512 made from the tutorial (see

@@ -23,7 +23,7 @@ from absl import flags
 from recipes.bert import configs, input_pipeline
 from recipes.bert import model as model_lib
 from recipes.bert import pretrain as pretrain_lib
-from recipes.common import distribute
+from recipes.common import batching, distribute
 from tf_lamb.callbacks import SummariesNotAvailableError
 
 from .bert_runs import ROOT, assert_same_weights, command, environment, history, pretrain, weights
@@ -264,11 +264,11 @@ def test_task_losses_equal_a_numpy_cross_entropy_of_the_model_outputs(bert_data_
 
 
 def test_batch_plan_arithmetic_and_errors():
-    plan = distribute.plan_batch(65536, 8, 64)
+    plan = batching.plan_batch(65536, 8, 64)
     assert (plan.replicas, plan.per_replica_batch_size, plan.accumulation_steps) == (8, 64, 128)
-    assert distribute.plan_batch(96, 2, 20).per_replica_batch_size == 16  # 48 = 3 x 16
+    assert batching.plan_batch(96, 2, 20).per_replica_batch_size == 16  # 48 = 3 x 16
     with pytest.raises(ValueError, match="--global_batch_size=10 does not divide across 4"):
-        distribute.plan_batch(10, 4, 8)
+        batching.plan_batch(10, 4, 8)
     with pytest.raises(ValueError, match="--strategy must be one of"):
         distribute.make_strategy("gpus")
 

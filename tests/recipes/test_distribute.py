@@ -78,7 +78,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from recipes.common import distribute, training
+from recipes.common import batching, training
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(32, 3)).astype("float32")
@@ -104,7 +104,7 @@ for name, strategy in (("one device", tf.distribute.get_strategy()),
             # scale moves the weights by the wrong amount.
             optimizer = keras.optimizers.SGD(learning_rate=0.5)
             optimizer.build(model.trainable_variables)
-        plan = distribute.plan_batch(16, strategy.num_replicas_in_sync, max_per_replica)
+        plan = batching.plan_batch(16, strategy.num_replicas_in_sync, max_per_replica)
         feed = training.DataFeed(strategy, make_dataset, plan.per_replica_batch_size)
         runner = training.StepRunner(strategy, model, optimizer, task, plan)
         sums = [runner.train_step(feed) for _ in range(2)]

@@ -26,18 +26,6 @@ MEAN = np.array(input_pipeline.MEAN_RGB) * 255.0
 STD = np.array(input_pipeline.STDDEV_RGB) * 255.0
 
 
-@pytest.fixture(scope="module")
-def record_dir(fashion, tmp_path_factory):
-    del fashion  # only its presence
-    out = tmp_path_factory.mktemp("fashion_records")
-    fv = flags.FlagValues()
-    convert.define_flags(fv)
-    fv(["prog", f"--output_dir={out}", "--max_examples=512", "--train_shards=4",
-        "--validation_shards=2"])
-    convert.convert(fv, log=lambda *_: None)
-    return out
-
-
 def _records(path_glob):
     files = tfrecords.list_files(str(path_glob))
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files)]

@@ -1,0 +1,176 @@
+"""A long run (BERT, ResNet) on the JAX backend: the same flags, configuration, model, task
+and data pipeline as on TensorFlow, and the same step driver
+(:func:`recipes.common.driver.run_steps`: logs, TensorBoard, progress bar, evaluations,
+checkpoints, resumption after a kill); what differs is below the step.
+
+- Devices: ``keras.distribution.DataParallel`` over every JAX device (TPU cores, GPUs, or
+  ``--cpu_replicas`` virtual CPU devices); the global batch is split across them, and
+  accumulated over passes beyond ``--max_per_replica_batch_size`` per device.
+- The step: :class:`~recipes.common.jax_training.JaxStepRunner`, one compiled function.
+- The data: the recipe's input pipeline runs on the host (tf.data where TensorFlow is
+  installed) and each pass's batch is split across the devices; a resumed run skips what the
+  finished steps consumed (``--resume_data=skip`` whatever the flag says: a JAX feed has no
+  iterator to save).
+- Checkpoints: orbax-checkpoint (:mod:`recipes.common.jax_checkpointing`).
+"""
+
+import os
+
+import jax
+import keras
+from absl import logging
+
+from . import batching, jax_checkpointing, jax_training, optimizers
+
+
+def set_up(fv):
+    """The JAX side of :func:`recipes.common.driver.make_strategy`: splits the CPU into
+    ``--cpu_replicas`` devices (before JAX first lists its devices) and sets the dtype policy
+    ``--precision`` asks for ('auto': mixed_bfloat16 on a TPU, float32 elsewhere).
+
+    Returns:
+        The policy's name.
+
+    Raises:
+        ValueError: ``--strategy=multi_worker``, which the JAX runs do not support yet.
+    """
+    if fv.strategy == "multi_worker":
+        raise ValueError("--strategy=multi_worker: on the JAX backend a run uses the devices "
+                         "of one host (--strategy=auto).")
+    if fv.cpu_replicas:
+        jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
+    # orbax logs every file of every save at INFO, which absl prints by default.
+    logging.set_verbosity(logging.WARNING)
+    policy = fv.precision
+    if policy == "auto":
+        policy = "mixed_bfloat16" if jax.default_backend() == "tpu" else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def _numpy_batches(dataset):
+    """An iterator of NumPy structures over ``dataset`` (a ``tf.data.Dataset`` or any
+    iterable of NumPy structures)."""
+    return iter(dataset.as_numpy_iterator() if hasattr(dataset, "as_numpy_iterator")
+                else dataset)
+
+
+class DatasetFeed:
+    """Each step's batch from this host's input pipeline, split across the devices.
+
+    The pipeline is built again on resumption, past what the finished steps consumed
+    (:meth:`skip_passes`): its order is a function of the seed and the files.
+
+    Args:
+        make_dataset: ``make_dataset(batch_size, num_shards, shard_index, skip)``, an iterable
+            of this host's batches (NumPy structures, or a ``tf.data.Dataset``), as
+            :class:`recipes.common.training.DataFeed` takes it.
+        plan: the run's :class:`~recipes.common.batching.BatchPlan`.
+    """
+
+    save_iterator = False
+
+    def __init__(self, make_dataset, plan):
+        self.make_dataset = make_dataset
+        self.accumulation_steps = plan.accumulation_steps
+        self.hosts, self.host = jax.process_count(), jax.process_index()
+        self.batch_size = plan.pass_batch_size // self.hosts
+        self.iterator = self._iterator(0)
+
+    def _iterator(self, passes):
+        return _numpy_batches(self.make_dataset(self.batch_size, self.hosts, self.host,
+                                                passes * self.batch_size))
+
+    def skip_passes(self, passes):
+        """Resumes the data after ``passes`` forward/backward passes (optimizer steps x
+        accumulation steps); call it before the first step."""
+        if passes:
+            self.iterator = self._iterator(passes)
+
+    def next(self):
+        """The next step's batch, placed on the devices: one pass, or with accumulation the
+        passes stacked along a first axis."""
+        if self.accumulation_steps == 1:
+            return jax_training.place(next(self.iterator))
+        passes = [next(self.iterator) for _ in range(self.accumulation_steps)]
+        stacked = jax.tree_util.tree_map(lambda *arrays: jax.numpy.stack(arrays), *passes)
+        return jax_training.place(jax.tree_util.tree_map(jax.device_get, stacked),
+                                  leading_axes=1)
+
+
+class DatasetEvaluator:
+    """Sums a task's metrics over one pass of held-out data, each batch split across the
+    devices (the JAX counterpart of :class:`recipes.common.driver.Evaluator`, same
+    arguments less the strategy)."""
+
+    def __init__(self, model, task, make_dataset, batch_size, flag="--eval_files"):
+        self.step = jax_training.evaluation_step(model, task)
+        self.make_dataset = make_dataset
+        self.batch_size = batch_size // jax.process_count()
+        self.flag = flag
+
+    def __call__(self):
+        """The metric sums (Python floats) over the held-out data, ``loss`` included.
+
+        Raises:
+            ValueError: the held-out data holds no examples (the message names the flag).
+        """
+        totals = {}
+        dataset = self.make_dataset(self.batch_size, jax.process_count(), jax.process_index())
+        for batch in _numpy_batches(dataset):
+            for k, v in self.step(jax_training.place(batch)).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        if not totals.get("examples"):
+            raise ValueError(f"{self.flag}: the held-out files hold no records.")
+        return totals
+
+
+def train(fv, policy, *, config, summary, build_model, build_optimizer, task, train_dataset,
+          train_steps, summarize, eval_dataset=None, run_config=None, explain_data_error=None,
+          on_fresh_start=None, log=print):
+    """:func:`recipes.common.driver.train` on the JAX backend (same arguments, ``policy`` from
+    :func:`set_up` in place of the strategy and policy).
+
+    Raises:
+        ValueError: the global batch does not split over the devices, an optimizer setting is
+            out of its range, or a bad input file (named).
+    """
+    from . import driver  # run_steps; it imports TensorFlow (tf.summary, tf.data errors)
+
+    devices = jax.devices()[:1] if fv.strategy == "one_device" else jax.devices()
+    plan = batching.plan_batch(config.global_batch_size, len(devices),
+                               fv.max_per_replica_batch_size)
+    distribution = None
+    if len(devices) > 1:
+        distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    layout = type(distribution).__name__ if distribution else "one device"
+    log(f"JAX {layout}, {len(devices)} {devices[0].platform} device(s): {plan.describe()}")
+    log(f"{summary}, {policy}, XLA steps")
+    os.makedirs(fv.output_dir, exist_ok=True)
+
+    keras.utils.set_random_seed(fv.seed)
+    model = build_model()
+    optimizer = build_optimizer(model.trainable_variables)
+    optimizer.build(model.trainable_variables)
+    feed = DatasetFeed(train_dataset, plan)
+    checkpointer = jax_checkpointing.Checkpointer(fv.output_dir, model, optimizer)
+    resumed = checkpointer.restore_latest()
+    if resumed:
+        log(f"resumed from {resumed}")
+    if checkpointer.is_chief:
+        driver.write_run_config(fv, config, plan, layout, policy, run_config, keras_backend="jax",
+                                jit_compile=True,
+                                devices=f"{len(devices)} x {devices[0].device_kind}")
+    if not resumed and on_fresh_start:
+        on_fresh_start(model)
+    evaluate = None
+    if eval_dataset:
+        evaluate = DatasetEvaluator(model, task, eval_dataset, plan.pass_batch_size)
+    return driver.run_steps(
+        fv, runner=jax_training.JaxStepRunner(model, optimizer, task, plan), feed=feed,
+        checkpointer=checkpointer, train_steps=train_steps, summarize=summarize,
+        evaluate=evaluate, explain_data_error=explain_data_error,
+        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
+    )
+
