@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
 from ..common import checkpointing, driver, optimizers, tfrecords  # noqa: E402
-from . import configs, input_pipeline, model as model_lib, records  # noqa: E402
+from . import configs, input_pipeline, layout, model as model_lib, records  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -231,6 +231,9 @@ def run(fv=FLAGS, log=print):
             f"The data's vocabulary ({data_vocab} tokens, metadata.json) does not fit the model's "
             f"--vocab_size={vocab_size}."
         )
+    bert_config = model_lib.BertConfig.from_size(config.model_size, vocab_size,
+                                                 dropout_rate=config.dropout_rate)
+    layout.check(bert_config.num_heads, fv.model_parallel)
     strategy, policy = driver.make_strategy(fv)  # Before TensorFlow reads anything (devices).
     names = {flag: records.check_file(files[0], config.max_seq_length,
                                       config.max_predictions_per_seq, vocab_size)
@@ -261,11 +264,7 @@ def run(fv=FLAGS, log=print):
         summary=(f"{config.optimizer} peak LR {config.peak_learning_rate:.3g}, "
                  f"{config.train_steps} steps, warmup {config.warmup_steps}, "
                  f"BERT-{config.model_size}, seq {config.max_seq_length}"),
-        build_model=lambda: model_lib.build(
-            model_lib.BertConfig.from_size(config.model_size, vocab_size,
-                                           dropout_rate=config.dropout_rate),
-            *shapes,
-        ),
+        build_model=lambda: model_lib.build(bert_config, *shapes),
         build_optimizer=lambda variables: make_optimizer(config, variables),
         task=pretraining_task, train_dataset=train_dataset, train_steps=config.train_steps,
         summarize=summarize, eval_dataset=eval_dataset if eval_files else None,
@@ -273,7 +272,7 @@ def run(fv=FLAGS, log=print):
         explain_data_error=tfrecords.bad_file_explainer(
             {"--train_files": train_files, "--eval_files": eval_files},
             check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()}),
-        on_fresh_start=from_init_checkpoint, log=log,
+        on_fresh_start=from_init_checkpoint, layout_map=layout.layout_map, log=log,
     )
 
 

@@ -38,7 +38,9 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
 
     flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
     flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES,
-                      "tf.distribute strategy (see recipes/common/distribute.py).", flag_values=fv)
+                      "tf.distribute strategy (see recipes/common/distribute.py). On JAX: "
+                      "every device but with one_device; multi_worker joins the hosts through "
+                      "jax.distributed (recipes/common/jax_driver.py).", flag_values=fv)
     flags.DEFINE_string("tpu", None, "TPU name or address for TPUClusterResolver ('local' on a "
                         "TPU VM or Colab).", flag_values=fv)
     flags.DEFINE_enum("precision", "auto", PRECISIONS, "Keras dtype policy: 'auto' is "
@@ -67,6 +69,10 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     flags.DEFINE_boolean("jit_compile", False, "XLA-compile each replica's forward and backward "
                          "pass (tf_lamb's optimizers compile their own update either way; "
                          "Keras' do not).", flag_values=fv)
+    flags.DEFINE_integer("model_parallel", 1, "JAX backend: devices along the mesh's model "
+                         "axis, which split the large kernels (a recipe's layout, e.g. BERT's); "
+                         "the others form the batch axis (1: data parallel only).",
+                         lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into this many logical devices (try "
                          "--strategy=mirrored on one machine; 0: leave it whole).",
                          lower_bound=0, flag_values=fv)
@@ -307,7 +313,7 @@ def check_run_flags(fv, has_training_data, training_flags="--train_files"):
 
 def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer, task,
           train_dataset, train_steps, summarize, eval_dataset=None, run_config=None,
-          explain_data_error=None, on_fresh_start=None, log=print):
+          explain_data_error=None, on_fresh_start=None, layout_map=None, log=print):
     """Sets a long run up and trains it: the batch plan, the model and optimizer in the
     strategy's scope, the data feed, ``config.json``, checkpoints (resuming from the newest),
     held-out evaluation, then :func:`run_steps`.
@@ -333,6 +339,8 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
         explain_data_error: as :func:`run_steps` takes it.
         on_fresh_start: optional ``f(model)`` called when no checkpoint was restored (e.g. to
             load another run's weights).
+        layout_map: optional ``f(device_mesh) -> keras.distribution.LayoutMap``, the model's
+            layout under ``--model_parallel`` (JAX backend).
         log: print-like, for the start-up lines.
 
     Returns:
@@ -351,7 +359,10 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
             build_optimizer=build_optimizer, task=task, train_dataset=train_dataset,
             train_steps=train_steps, summarize=summarize, eval_dataset=eval_dataset,
             run_config=run_config, explain_data_error=explain_data_error,
-            on_fresh_start=on_fresh_start, log=log)
+            on_fresh_start=on_fresh_start, layout_map=layout_map, log=log)
+    if fv.model_parallel > 1:
+        raise ValueError("--model_parallel runs on the JAX backend (KERAS_BACKEND=jax); "
+                         "TensorFlow's strategies here are data parallel.")
     plan = batching.plan_batch(
         config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
     )

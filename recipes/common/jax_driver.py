@@ -5,20 +5,27 @@ checkpoints, resumption after a kill); what differs is below the step.
 
 - Devices: ``keras.distribution.DataParallel`` over every JAX device (TPU cores, GPUs, or
   ``--cpu_replicas`` virtual CPU devices); the global batch is split across them, and
-  accumulated over passes beyond ``--max_per_replica_batch_size`` per device.
+  accumulated over passes beyond ``--max_per_replica_batch_size`` per device. With
+  ``--model_parallel=M`` the devices form a (batch, model) mesh and ``ModelParallel`` splits
+  the large kernels along its model axis by the recipe's layout (BERT's:
+  :mod:`recipes.bert.layout`); the batch is split along the batch axis only.
 - The step: :class:`~recipes.common.jax_training.JaxStepRunner`, one compiled function.
 - The data: the recipe's input pipeline runs on the host (tf.data where TensorFlow is
   installed) and each pass's batch is split across the devices; a resumed run skips what the
   finished steps consumed (``--resume_data=skip`` whatever the flag says: a JAX feed has no
   iterator to save).
 - Checkpoints: orbax-checkpoint (:mod:`recipes.common.jax_checkpointing`).
+- Several hosts: ``--strategy=multi_worker`` joins them through ``jax.distributed``
+  (:func:`set_up`); each reads its own share of the files, host 0 writes the logs.
 """
 
 import os
 
 import jax
 import keras
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from . import batching, jax_checkpointing, jax_training, optimizers
 
@@ -28,19 +35,23 @@ def set_up(fv):
     ``--cpu_replicas`` devices (before JAX first lists its devices) and sets the dtype policy
     ``--precision`` asks for ('auto': mixed_bfloat16 on a TPU, float32 elsewhere).
 
+    With ``--strategy=multi_worker`` it joins this process to the cluster first
+    (``keras.distribution.initialize``, i.e. ``jax.distributed``): on a Cloud TPU slice JAX
+    finds the hosts itself; elsewhere every host sets ``KERAS_DISTRIBUTION_JOB_ADDRESSES``
+    (``host:port`` of process 0 first, comma-separated), ``KERAS_DISTRIBUTION_NUM_PROCESSES``
+    and its own ``KERAS_DISTRIBUTION_PROCESS_ID``. CPU devices of several processes reduce
+    through gloo.
+
     Returns:
         The policy's name.
-
-    Raises:
-        ValueError: ``--strategy=multi_worker``, which the JAX runs do not support yet.
     """
-    if fv.strategy == "multi_worker":
-        raise ValueError("--strategy=multi_worker: on the JAX backend a run uses the devices "
-                         "of one host (--strategy=auto).")
-    if fv.cpu_replicas:
-        jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
     # orbax logs every file of every save at INFO, which absl prints by default.
     logging.set_verbosity(logging.WARNING)
+    if fv.cpu_replicas:
+        jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
+    if fv.strategy == "multi_worker":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        keras.distribution.initialize()
     policy = fv.precision
     if policy == "auto":
         policy = "mixed_bfloat16" if jax.default_backend() == "tpu" else "float32"
@@ -110,14 +121,24 @@ class DatasetEvaluator:
         self.flag = flag
 
     def __call__(self):
-        """The metric sums (Python floats) over the held-out data, ``loss`` included.
+        """The metric sums (Python floats) over the held-out data, ``loss`` included. On
+        several hosts every host must run the same steps: the pass stops at the first batch
+        that is short or missing on any host (as a TPU drops the remainder).
 
         Raises:
             ValueError: the held-out data holds no examples (the message names the flag).
         """
         totals = {}
         dataset = self.make_dataset(self.batch_size, jax.process_count(), jax.process_index())
-        for batch in _numpy_batches(dataset):
+        iterator = _numpy_batches(dataset)
+        while True:
+            batch = next(iterator, None)
+            if jax.process_count() > 1:
+                rows = len(jax.tree_util.tree_leaves(batch)[0]) if batch is not None else 0
+                if min(multihost_utils.process_allgather(np.int32(rows))) < self.batch_size:
+                    break
+            elif batch is None:
+                break
             for k, v in self.step(jax_training.place(batch)).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         if not totals.get("examples"):
@@ -125,27 +146,54 @@ class DatasetEvaluator:
         return totals
 
 
+def _distribution(devices, model_parallel, layout_map):
+    """The ``keras.distribution`` for ``devices`` and its mesh shape ``(batch, model)``:
+    None on one device, ``DataParallel`` without a model axis, else ``ModelParallel`` with
+    the recipe's ``layout_map`` on a ``(batch, model)`` mesh (in the TPU topology's order)."""
+    if model_parallel == 1:
+        if len(devices) == 1:
+            return None, (1, 1)
+        return keras.distribution.DataParallel(devices=devices), (len(devices), 1)
+    if layout_map is None:
+        raise ValueError(f"--model_parallel={model_parallel}: this recipe has no "
+                         "model-parallel layout; it runs data parallel (--model_parallel=1).")
+    if len(devices) % model_parallel:
+        raise ValueError(f"--model_parallel={model_parallel} must divide the "
+                         f"{len(devices)} devices.")
+    from jax.experimental import mesh_utils
+
+    shape = (len(devices) // model_parallel, model_parallel)
+    mesh = keras.distribution.DeviceMesh(
+        shape, ("batch", "model"), devices=mesh_utils.create_device_mesh(shape, devices))
+    return keras.distribution.ModelParallel(layout_map=layout_map(mesh),
+                                            batch_dim_name="batch"), shape
+
+
 def train(fv, policy, *, config, summary, build_model, build_optimizer, task, train_dataset,
           train_steps, summarize, eval_dataset=None, run_config=None, explain_data_error=None,
-          on_fresh_start=None, log=print):
+          on_fresh_start=None, layout_map=None, log=print):
     """:func:`recipes.common.driver.train` on the JAX backend (same arguments, ``policy`` from
     :func:`set_up` in place of the strategy and policy).
 
     Raises:
-        ValueError: the global batch does not split over the devices, an optimizer setting is
-            out of its range, or a bad input file (named).
+        ValueError: the global batch does not split over the devices' batch axis,
+            ``--model_parallel`` does not divide the devices or the recipe has no
+            ``layout_map``, an optimizer setting is out of its range, or a bad input file
+            (named).
     """
     from . import driver  # run_steps; it imports TensorFlow (tf.summary, tf.data errors)
 
     devices = jax.devices()[:1] if fv.strategy == "one_device" else jax.devices()
-    plan = batching.plan_batch(config.global_batch_size, len(devices),
+    distribution, mesh_shape = _distribution(devices, fv.model_parallel, layout_map)
+    plan = batching.plan_batch(config.global_batch_size, mesh_shape[0],
                                fv.max_per_replica_batch_size)
-    distribution = None
-    if len(devices) > 1:
-        distribution = keras.distribution.DataParallel(devices=devices)
     keras.distribution.set_distribution(distribution)
     layout = type(distribution).__name__ if distribution else "one device"
-    log(f"JAX {layout}, {len(devices)} {devices[0].platform} device(s): {plan.describe()}")
+    mesh = f" as batch {mesh_shape[0]} x model {mesh_shape[1]}" if mesh_shape[1] > 1 else ""
+    if jax.process_count() > 1:
+        mesh = f" on {jax.process_count()} hosts" + mesh
+    log(f"JAX {layout}, {len(devices)} {devices[0].platform} device(s){mesh}: "
+        f"{plan.describe()}")
     log(f"{summary}, {policy}, XLA steps")
     os.makedirs(fv.output_dir, exist_ok=True)
 
@@ -160,7 +208,8 @@ def train(fv, policy, *, config, summary, build_model, build_optimizer, task, tr
         log(f"resumed from {resumed}")
     if checkpointer.is_chief:
         driver.write_run_config(fv, config, plan, layout, policy, run_config, keras_backend="jax",
-                                jit_compile=True,
+                                jit_compile=True, mesh={"batch": mesh_shape[0],
+                                                        "model": mesh_shape[1]},
                                 devices=f"{len(devices)} x {devices[0].device_kind}")
     if not resumed and on_fresh_start:
         on_fresh_start(model)

@@ -3,6 +3,7 @@ the records they train on, the program's command line, and what a run leaves beh
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,17 @@ from recipes.bert import model as model_lib
 from recipes.common import checkpointing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_ports(n):
+    """``n`` TCP ports on 127.0.0.1 that were free a moment ago (a local cluster's)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def make_records(tutorial_dir, output_dir):
@@ -97,6 +109,23 @@ def jax_values(output_dir, item="weights"):
         item: ocp.args.StandardRestore(
             fallback_sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))}))
     return {i: np.asarray(a) for i, a in enumerate(restored[item])}
+
+
+def partition_specs(output_dir, item="weights"):
+    """How each array of ``item`` in the newest checkpoint of a JAX run was laid out across
+    the devices, as recorded by orbax: a list of partition specs (tuples of mesh-axis names
+    or None, without trailing Nones: ``()`` for an array whole on every device)."""
+    import orbax.checkpoint as ocp
+
+    step = max(int(n) for n in os.listdir(os.path.join(output_dir, "checkpoints")) if n.isdigit())
+    metadata = ocp.StandardCheckpointer().metadata(
+        os.path.join(output_dir, "checkpoints", str(step), item))
+    specs = [list(getattr(a.sharding, "partition_spec", ()) or ())
+             for a in metadata.item_metadata.tree]
+    for spec in specs:  # orbax may keep or drop trailing None (whole) axes: drop them
+        while spec and spec[-1] is None:
+            spec.pop()
+    return [tuple(spec) for spec in specs]
 
 
 def history(output_dir):

@@ -4,13 +4,13 @@ XLA-compiled passes, and a two-worker MultiWorkerMirroredStrategy cluster on 127
 killed and resumed. Every run is a separate process, as a user (or a cluster) starts it.
 """
 
-import socket
 import subprocess
 
 import pytest
 import tensorflow as tf
 
-from .bert_runs import ROOT, assert_same_weights, command, environment, history, pretrain, weights
+from .bert_runs import (ROOT, assert_same_weights, command, environment, free_ports, history,
+                        pretrain, weights)
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +37,6 @@ def test_accumulation_and_two_mirrored_xla_replicas_equal_one_pass_on_one_device
     assert_same_weights(reference, weights(mirrored), atol=1e-5)
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_two_workers_on_localhost_equal_one_worker_at_the_same_global_batch(
         bert_data_dir, tmp_path):
     # Without the example shuffle each host reads its own file in order, and one worker reads
@@ -58,7 +48,7 @@ def test_two_workers_on_localhost_equal_one_worker_at_the_same_global_batch(
     two = tmp_path / "two"
 
     def cluster_run(*args):
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
         workers = [
             subprocess.Popen(
                 command(bert_data_dir, two, *steps, "--strategy=multi_worker", *args),
