@@ -71,8 +71,9 @@ def sharded_bytes(path, shape, model_parallel, itemsize=4):
 def memory_per_device(variables, model_parallel, copies=4):
     """The bytes each device holds for the training state of ``variables`` (``(path, shape)``
     pairs, float32): ``copies`` per variable (weights, gradient, and an optimizer's two slots:
-    LAMB's or Adam's m and v), each split as :data:`RULES` say. Activations are not counted:
-    they scale with the per-device batch, which gradient accumulation bounds."""
+    LAMB's or Adam's m and v; with gradient accumulation add one for the running sum), each
+    split as :data:`RULES` say. Activations are not counted: they scale with the per-device
+    batch, which gradient accumulation bounds."""
     return copies * sum(sharded_bytes(path, shape, model_parallel) for path, shape in variables)
 
 
@@ -88,7 +89,8 @@ def bert_large_table(vocab_size=30522, model_axes=(1, 2, 4, 8, 16)):
     parameters = sum(math.prod(shape) for _, shape in variables)
     lines = [
         f"BERT-large, vocabulary {vocab_size:,}: {parameters:,} parameters; float32 weights, "
-        "gradients and two optimizer slots.",
+        "gradients and two optimizer slots (with gradient accumulation, the running sum adds "
+        "a quarter).",
         "",
         "| model axis | state per device | of a v3 core's 16 GiB | "
         + " | ".join(f"mesh on {name}" for name in TPU_V3_SLICES) + " |",

@@ -31,7 +31,8 @@ class Checkpointer:
     """
 
     def __init__(self, strategy, directory, max_to_keep=3, **objects):
-        self.is_chief = host_index(strategy)[1] == 0
+        self.hosts, index = host_index(strategy)
+        self.is_chief = index == 0
         self.directory = directory
         if not self.is_chief:
             resolver = strategy.cluster_resolver

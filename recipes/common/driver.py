@@ -401,7 +401,9 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
 def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluate=None,
               explain_data_error=None, trust_ratios=False, log=print):
     """Trains from the optimizer's current step to ``train_steps``, with logs, held-out
-    evaluations and checkpoints; saves a checkpoint at exit, also after an error or Ctrl-C.
+    evaluations and checkpoints; saves a checkpoint at exit, also after an error or Ctrl-C on
+    one host (on several, every host must take part in a save, and the others may be waiting
+    in a step: the run resumes from the last periodic checkpoint).
 
     Args:
         fv: flags from :func:`define_flags` (``output_dir``, ``log_every``, ``eval_every``,
@@ -442,6 +444,7 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
     started, examples_since = time.perf_counter(), 0
     bar = tqdm.tqdm(total=train_steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=not (fv.progress and checkpointer.is_chief))
+    failed = False
     try:
         while step < train_steps:
             with _input_errors(explain_data_error):
@@ -476,9 +479,12 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
                     f"{k} {v:.4f}" for k, v in list(last_eval.items())[:2]))
             if step % fv.checkpoint_every == 0 and step < train_steps:
                 checkpointer.save(step)
+    except BaseException:
+        failed = True
+        raise
     finally:
         bar.close()
-        if step > 0 and not checkpointer.saved(step):
+        if step > 0 and not checkpointer.saved(step) and not (failed and checkpointer.hosts > 1):
             checkpointer.save(step)
         logger.close()
     return {"step": step, "train": last_train, "eval": last_eval}

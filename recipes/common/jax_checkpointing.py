@@ -4,7 +4,8 @@ rate, and its slots), each array saved with its sharding, so a run laid out over
 or hosts saves and restores in place. The data position follows from the step (the feed skips
 what the finished steps consumed, see :class:`recipes.common.jax_driver.DatasetFeed`).
 
-A checkpoint is complete or absent: orbax writes each step into a temporary folder and renames
+Paths may be local or URLs that orbax and ``etils.epath`` read (``gs://`` through TensorFlow's gfile or ``gcsfs``). A
+checkpoint is complete or absent: orbax writes each step into a temporary folder and renames
 it to ``<directory>/checkpoints/<step>`` only once every file is written, so a run killed while
 saving resumes from the previous one. Every host takes part in a save; each writes its own
 shards.
@@ -13,15 +14,21 @@ Nothing here imports TensorFlow.
 """
 
 import os
-import re
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+
+def _absolute(path):
+    """``path`` made absolute (orbax requires it), unless it is a URL such as ``gs://...``."""
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
 
 
 def _folder(directory):
-    """Orbax's folder of a run's ``--output_dir`` (absolute: orbax requires it)."""
-    return os.path.join(os.path.abspath(directory), "checkpoints")
+    """Orbax's folder of a run's ``--output_dir``."""
+    return os.path.join(_absolute(directory), "checkpoints")
 
 
 def _groups(model, optimizer=None):
@@ -67,7 +74,7 @@ class Checkpointer:
 
     def __init__(self, directory, model, optimizer, max_to_keep=3):
         self.model, self.optimizer = model, optimizer
-        self.is_chief = jax.process_index() == 0
+        self.hosts, self.is_chief = jax.process_count(), jax.process_index() == 0
         self.manager = ocp.CheckpointManager(
             _folder(directory), options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True))
@@ -100,9 +107,9 @@ class Checkpointer:
 def latest_checkpoint(directory):
     """The newest complete checkpoint of the run in ``directory`` (its ``--output_dir``), as
     a path ``.../checkpoints/<step>``, or None."""
-    folder = _folder(directory)
-    steps = [int(n) for n in os.listdir(folder) if n.isdigit()] if os.path.isdir(folder) else []
-    return os.path.join(folder, str(max(steps))) if steps else None
+    folder = epath.Path(_folder(directory))
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return os.path.join(os.fspath(folder), str(max(steps))) if steps else None
 
 
 def restore_model(model, path):
@@ -114,13 +121,12 @@ def restore_model(model, path):
         FileNotFoundError: no JAX checkpoint at ``path`` (the message names it, and says that
             a TensorFlow run's checkpoint is not read here).
     """
-    found = path if re.fullmatch(r"\d+", os.path.basename(os.path.normpath(path))) else (
-        latest_checkpoint(path))
-    if not found or not os.path.isdir(os.path.join(found, "weights")):
+    path = _absolute(path)
+    found = path if epath.Path(path, "weights").is_dir() else latest_checkpoint(path)
+    if not found or not epath.Path(found, "weights").is_dir():
         raise FileNotFoundError(
             f"--init_checkpoint: no JAX checkpoint at {path} (a run on the JAX backend writes "
             "them to <output_dir>/checkpoints/<step>; TensorFlow's are not read here)")
-    found = os.path.abspath(found)
-    _restore(ocp.CheckpointManager(os.path.dirname(found)), int(os.path.basename(found)),
-             {"weights": model.trainable_variables})
+    parent, step = found.rstrip("/").rsplit("/", 1)
+    _restore(ocp.CheckpointManager(parent), int(step), {"weights": model.trainable_variables})
     return found

@@ -19,12 +19,12 @@ checkpoints, resumption after a kill); what differs is below the step.
   (:func:`set_up`); each reads its own share of the files, host 0 writes the logs.
 """
 
-import os
 
 import jax
 import keras
 import numpy as np
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
 from . import batching, jax_checkpointing, jax_training, optimizers
@@ -47,6 +47,12 @@ def set_up(fv):
     """
     # orbax logs every file of every save at INFO, which absl prints by default.
     logging.set_verbosity(logging.WARNING)
+    try:  # tf.data reads the input on the host; the accelerators are JAX's alone.
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    except ImportError:
+        pass
     if fv.cpu_replicas:
         jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
     if fv.strategy == "multi_worker":
@@ -86,27 +92,24 @@ class DatasetFeed:
         self.accumulation_steps = plan.accumulation_steps
         self.hosts, self.host = jax.process_count(), jax.process_index()
         self.batch_size = plan.pass_batch_size // self.hosts
-        self.iterator = self._iterator(0)
-
-    def _iterator(self, passes):
-        return _numpy_batches(self.make_dataset(self.batch_size, self.hosts, self.host,
-                                                passes * self.batch_size))
+        self._skip, self._iterator = 0, None
 
     def skip_passes(self, passes):
         """Resumes the data after ``passes`` forward/backward passes (optimizer steps x
         accumulation steps); call it before the first step."""
-        if passes:
-            self.iterator = self._iterator(passes)
+        self._skip, self._iterator = passes, None
 
     def next(self):
         """The next step's batch, placed on the devices: one pass, or with accumulation the
         passes stacked along a first axis."""
+        if self._iterator is None:
+            self._iterator = _numpy_batches(self.make_dataset(
+                self.batch_size, self.hosts, self.host, self._skip * self.batch_size))
         if self.accumulation_steps == 1:
-            return jax_training.place(next(self.iterator))
-        passes = [next(self.iterator) for _ in range(self.accumulation_steps)]
-        stacked = jax.tree_util.tree_map(lambda *arrays: jax.numpy.stack(arrays), *passes)
-        return jax_training.place(jax.tree_util.tree_map(jax.device_get, stacked),
-                                  leading_axes=1)
+            return jax_training.place(next(self._iterator))
+        passes = [next(self._iterator) for _ in range(self.accumulation_steps)]
+        stacked = jax.tree_util.tree_map(lambda *arrays: np.stack(arrays), *passes)
+        return jax_training.place(stacked, leading_axes=1)
 
 
 class DatasetEvaluator:
@@ -157,14 +160,20 @@ def _distribution(devices, model_parallel, layout_map):
     if layout_map is None:
         raise ValueError(f"--model_parallel={model_parallel}: this recipe has no "
                          "model-parallel layout; it runs data parallel (--model_parallel=1).")
-    if len(devices) % model_parallel:
-        raise ValueError(f"--model_parallel={model_parallel} must divide the "
-                         f"{len(devices)} devices.")
+    local = len(devices) // jax.process_count()
+    if local % model_parallel:
+        raise ValueError(f"--model_parallel={model_parallel} must divide the {local} devices "
+                         "of each host.")
     from jax.experimental import mesh_utils
 
     shape = (len(devices) // model_parallel, model_parallel)
-    mesh = keras.distribution.DeviceMesh(
-        shape, ("batch", "model"), devices=mesh_utils.create_device_mesh(shape, devices))
+    if jax.process_count() == 1:
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    else:  # each host's devices form whole rows, so each host feeds its own batch rows
+        grid = mesh_utils.create_hybrid_device_mesh(
+            (local // model_parallel, model_parallel), (jax.process_count(), 1), devices,
+            process_is_granule=True)
+    mesh = keras.distribution.DeviceMesh(shape, ("batch", "model"), devices=grid)
     return keras.distribution.ModelParallel(layout_map=layout_map(mesh),
                                             batch_dim_name="batch"), shape
 
@@ -195,7 +204,7 @@ def train(fv, policy, *, config, summary, build_model, build_optimizer, task, tr
     log(f"JAX {layout}, {len(devices)} {devices[0].platform} device(s){mesh}: "
         f"{plan.describe()}")
     log(f"{summary}, {policy}, XLA steps")
-    os.makedirs(fv.output_dir, exist_ok=True)
+    epath.Path(fv.output_dir).mkdir(parents=True, exist_ok=True)
 
     keras.utils.set_random_seed(fv.seed)
     model = build_model()

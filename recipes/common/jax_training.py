@@ -165,7 +165,14 @@ class JaxStepRunner:
         self.plan = plan
         self.loss_denominator = plan.global_batch_size * labels_per_example
         optimizer.build(model.trainable_variables)
-        self._step = jax.jit(self._pure_step, donate_argnums=(0, 1, 2))
+        self._groups = (model.trainable_variables, model.non_trainable_variables,
+                        optimizer.variables)
+        # The new values keep their variables' layouts (replicated, or split by a layout
+        # map): XLA would otherwise pick its own for some (e.g. a bias next to a split
+        # kernel), and each assignment would move them back.
+        layouts = tuple([v.value.sharding for v in group] for group in self._groups)
+        self._step = jax.jit(self._pure_step, donate_argnums=(0, 1, 2),
+                             out_shardings=(*layouts, None))
 
     def _gradients(self, trainable, non_trainable, batch):
         def loss(trainable):
@@ -181,17 +188,19 @@ class JaxStepRunner:
         if self.plan.accumulation_steps == 1:
             gradients, non_trainable, metrics = self._gradients(trainable, non_trainable, batch)
         else:
-            first = jax.tree_util.tree_map(lambda t: t[0], batch)
-            rest = jax.tree_util.tree_map(lambda t: t[1:], batch)
-
             def accumulate(carry, passed):
                 gradients, non_trainable, metrics = carry
                 more, non_trainable, more_metrics = self._gradients(
                     trainable, non_trainable, passed)
                 return (_add(gradients, more), non_trainable, _add(metrics, more_metrics)), None
 
-            carry = self._gradients(trainable, non_trainable, first)
-            (gradients, non_trainable, metrics), _ = jax.lax.scan(accumulate, carry, rest)
+            # The sums start at zero, so the pass is traced (and compiled) once.
+            first = jax.tree_util.tree_map(lambda t: t[0], batch)
+            shapes = jax.eval_shape(self._gradients, trainable, non_trainable, first)
+            zeros = jax.tree_util.tree_map(lambda s: jax.numpy.zeros(s.shape, s.dtype),
+                                           (shapes[0], shapes[2]))
+            (gradients, non_trainable, metrics), _ = jax.lax.scan(
+                accumulate, (zeros[0], non_trainable, zeros[1]), batch)
         trainable, optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
         return trainable, non_trainable, optimizer_variables, metrics
@@ -200,10 +209,8 @@ class JaxStepRunner:
         """One optimizer step on ``feed.next()``; returns the step's metric sums over every
         device and pass (``loss``: the sum of per-label losses)."""
         batch = feed.next()
-        groups = (self.model.trainable_variables, self.model.non_trainable_variables,
-                  self.optimizer.variables)
-        results = self._step(*(_values(g) for g in groups), batch)
-        for variables, values in zip(groups, results):
+        results = self._step(*(_values(g) for g in self._groups), batch)
+        for variables, values in zip(self._groups, results):
             for variable, value in zip(variables, values):
                 variable.assign(value)
         return results[-1]
