@@ -23,6 +23,7 @@ from absl import flags
 from recipes.bert import configs, input_pipeline
 from recipes.bert import model as model_lib
 from recipes.bert import pretrain as pretrain_lib
+from recipes.bert import pretraining
 from recipes.common import batching, distribute
 from tf_lamb.callbacks import SummariesNotAvailableError
 
@@ -243,7 +244,7 @@ def test_task_losses_equal_a_numpy_cross_entropy_of_the_model_outputs(bert_data_
     model = model_lib.build(model_lib.BertConfig.from_size("tiny", vocab))
     files = sorted(str(p) for p in (bert_data_dir / "seq128").glob("train-*"))
     batch = next(iter(input_pipeline.make_dataset(files, 128, 20, 8, training=False)))
-    loss_sum, metrics = pretrain_lib.pretraining_task(model, batch, False)
+    loss_sum, metrics = pretraining.pretraining_task(model, batch, False)
     outputs = model(batch, training=False)
 
     def cross_entropy(logits, labels):
@@ -322,7 +323,7 @@ def test_every_optimizer_decays_exactly_the_weights_outside_layer_norm_and_bias(
     config = dataclasses.replace(configs.CONFIGS[config_name], model_size="tiny")
     model = model_lib.build(model_lib.BertConfig.from_size("tiny", 256), 16, 4)
     variables = model.trainable_variables
-    optimizer = pretrain_lib.make_optimizer(config, variables)
+    optimizer = pretraining.make_optimizer(config, variables)
     optimizer.build(variables)
     if config.optimizer == "adamw":
         decayed = {v.path for v in variables if optimizer._use_weight_decay(v)}
@@ -347,7 +348,7 @@ def test_lans_adapts_every_layer_and_lamb_keeps_googles_exclusions(config_name, 
         with keras.name_scope("LayerNorm"):
             gamma = keras.Variable(np.ones(3), name="gamma")
         bias = keras.Variable(np.zeros(3), name="bias")
-    optimizer = pretrain_lib.make_optimizer(configs.CONFIGS[config_name], [kernel, gamma, bias])
+    optimizer = pretraining.make_optimizer(configs.CONFIGS[config_name], [kernel, gamma, bias])
     optimizer.build([kernel, gamma, bias])
     settings = {path: (rate, adapts) for path, rate, adapts in optimizer.layer_settings()}
     assert settings["encoder/kernel"] == (0.01, True)

@@ -283,3 +283,38 @@ def test_mesh_flags_that_do_not_fit_stop_naming_the_flag(bert_data_dir, record_d
     proc = pretrain(bert_data_dir, tmp_path / "c", "--model_parallel=2", check=False)
     assert proc.returncode == 1
     assert "error: --model_parallel runs on the JAX backend (KERAS_BACKEND=jax)" in proc.stderr
+
+
+def test_the_gpu_benchmark_runs_on_jax_alone(bert_data_dir, tmp_path):
+    # benchmarks/bert_jax.py as on the GPU machine, where TensorFlow is not installed: the
+    # examples are read here into one NumPy file, then every process of the benchmark runs
+    # with TensorFlow made unimportable (sitecustomize), on 2 virtual devices.
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import bert_jax
+    finally:
+        sys.path.pop(0)
+    data = tmp_path / "bert.npz"
+    assert bert_jax.make_data(f"{bert_data_dir}/seq128/train-*", str(data)) > 300
+    blocker = tmp_path / "no_tensorflow"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoTensorFlow:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'tensorflow':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)')\n"
+        "sys.meta_path.insert(0, NoTensorFlow())\n")
+    env = dict(environment(backend="jax"), PYTHONPATH=str(blocker))
+    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "bert_jax.py"), f"--data={data}",
+         "--model_size=tiny", "--per_device_batch=4", "--steps=2", "--warmup=1",
+         f"--output={tmp_path / 'rows.json'}"],
+        env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["optimizer"] for r in rows] == ["lamb", "adamw"]
+    assert all(r["devices"] == "2 x cpu" and r["global_batch"] == 8 for r in rows)
+    assert all(r["examples_per_second"] > 0 and 7 < r["last_loss"] < 12 for r in rows)
+    assert "| lamb | 2 x cpu | 8 |" in done.stdout and "| 1.00 |" in done.stdout

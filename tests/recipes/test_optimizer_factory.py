@@ -10,7 +10,7 @@ import pytest
 
 import tf_lamb
 from recipes.bert import configs as bert_configs
-from recipes.bert import pretrain as pretrain_lib
+from recipes.bert import pretraining
 from recipes.common import optimizers, study
 from recipes.resnet import configs as resnet_configs
 from recipes.resnet import train as train_lib
@@ -117,7 +117,7 @@ def test_every_name_is_accepted_by_every_recipe(name):
     variables = _variables()
     for config_name, config in bert_configs.CONFIGS.items():
         config = dataclasses.replace(config, optimizer=name)
-        assert pretrain_lib.make_optimizer(config, variables) is not None, config_name
+        assert pretraining.make_optimizer(config, variables) is not None, config_name
     for config_name, config in resnet_configs.CONFIGS.items():
         # Each class keeps its own epsilon (LARS' 0 would stop LAMB and make AdamW divide
         # by 0), the configuration's trust coefficient goes to LARS and LARC.
