@@ -35,22 +35,34 @@ def tutorial_dir():
     return path
 
 
-@pytest.fixture(scope="module")
-def record_dir(fashion, tmp_path_factory):
-    """ImageNet-format JPEG records of 512 Fashion-MNIST training and 512 validation images
-    (4 and 2 files), from the ResNet recipe's converter."""
+def _fashion_records(tmp_path_factory, name, examples):
+    """ImageNet-format JPEG records of ``examples`` Fashion-MNIST training and as many
+    validation images (4 and 2 files), from the ResNet recipe's converter."""
     from absl import flags
 
     from recipes.resnet import convert
 
-    del fashion  # only its presence
-    out = tmp_path_factory.mktemp("fashion_records")
+    out = tmp_path_factory.mktemp(name)
     fv = flags.FlagValues()
     convert.define_flags(fv)
-    fv(["prog", f"--output_dir={out}", "--max_examples=512", "--train_shards=4",
+    fv(["prog", f"--output_dir={out}", f"--max_examples={examples}", "--train_shards=4",
         "--validation_shards=2"])
     convert.convert(fv, log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def record_dir(fashion, tmp_path_factory):
+    """512 training and 512 validation images as records (:func:`_fashion_records`)."""
+    del fashion  # only its presence
+    return _fashion_records(tmp_path_factory, "fashion_records", 512)
+
+
+@pytest.fixture(scope="module")
+def miniature_records(fashion, tmp_path_factory):
+    """4,096 training and 4,096 validation images as records (:func:`_fashion_records`)."""
+    del fashion  # only its presence
+    return _fashion_records(tmp_path_factory, "fashion_4k", 4096)
 
 
 @pytest.fixture(scope="session")

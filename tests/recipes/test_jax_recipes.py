@@ -222,23 +222,6 @@ def test_resnet_over_8_devices_equals_one_device_and_resumes_after_sigkill(recor
         assert_same_weights(jax_values(many, item), jax_values(killed, item), atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def miniature_records(fashion, tmp_path_factory):
-    """4,096 training and 4,096 validation Fashion-MNIST images as JPEG records."""
-    from absl import flags
-
-    from recipes.resnet import convert
-
-    del fashion  # only its presence
-    out = tmp_path_factory.mktemp("fashion_4k")
-    fv = flags.FlagValues()
-    convert.define_flags(fv)
-    fv(["prog", f"--output_dir={out}", "--max_examples=4096", "--train_shards=4",
-        "--validation_shards=2"])
-    convert.convert(fv, log=lambda *_: None)
-    return out
-
-
 def test_tensorflow_and_jax_reach_the_same_validation_accuracy(miniature_records, tmp_path):
     # The ResNet miniature's configuration (LAMB, untuned sqrt rule and LEGW warmup) at batch
     # 128 for 8 epochs of 4,096 images (256 steps), evaluated on 4,096 validation images.
