@@ -3,7 +3,8 @@
 # TensorFlow backend, the Colab notebooks executed in smoke mode (TF_LAMB_SMOKE=1), the site
 # built in strict mode and opened in Chromium, and the wheel built, checked and installed in a
 # fresh environment among them, then the optimizer, conformance, schedule, callback and
-# documentation-example tests again on JAX and on PyTorch,
+# documentation-example tests again on JAX and on PyTorch, the BERT and ResNet notebooks again
+# on JAX,
 # all on the pinned Keras (scripts/constraints.txt), then the
 # optimizer and conformance tests on TensorFlow with two more Keras versions: the lowest
 # supported (3.10.0) and keras-nightly, each installed on its own (.venv/keras-overlays/,
@@ -32,6 +33,11 @@ for backend in jax torch; do
     run $backend tests/optimizers tests/conformance tests/schedules tests/test_callbacks.py \
         tests/test_docs_examples.py
 done
+# The BERT and ResNet notebooks on JAX, as on a TPU VM without tensorflow-tpu.
+notebook_work=$(mktemp -d)
+TF_LAMB_SMOKE=1 TF_LAMB_WORK=$notebook_work run jax colab/bert_pretraining_tpu.ipynb \
+    colab/resnet50_tpu.ipynb --nbmake --nbmake-timeout=600
+rm -rf "$notebook_work"
 for keras_version in 3.10.0 nightly; do
     overlay=.venv/keras-overlays/$keras_version
     spec=keras==$keras_version

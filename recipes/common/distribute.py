@@ -18,6 +18,8 @@ import os
 
 import tensorflow as tf
 
+from .tpu_runtime import TPU_VM_DEVICES
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
@@ -26,7 +28,7 @@ def _cluster_size():
     return sum(len(tasks) for tasks in config.get("cluster", {}).values())
 
 
-def find_tpu(environ=None, device_paths=("/dev/accel0", "/dev/vfio/0")):
+def find_tpu(environ=None, device_paths=TPU_VM_DEVICES):
     """The ``--tpu`` value for the TPU this machine has, or None: for notebooks, which then
     pass it on (the recipes connect, initialize and build the ``TPUStrategy``).
 

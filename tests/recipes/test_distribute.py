@@ -11,6 +11,24 @@ from recipes.common import distribute, driver
 from tf_lamb.callbacks import SummariesNotAvailableError
 
 
+def test_a_tpu_vm_without_tensorflow_tpu_runs_the_recipes_on_jax(tmp_path, monkeypatch):
+    from recipes.common import tpu_runtime
+
+    device = tmp_path / "accel0"
+    missing = (str(tmp_path / "none"),)
+    installed = {"jax", "libtpu"}
+    monkeypatch.setattr(tpu_runtime.importlib.util, "find_spec",
+                        lambda name: object() if name in installed else None)
+    monkeypatch.setattr(tpu_runtime, "_installed", lambda name: name in installed)
+    assert tpu_runtime.keras_backend(missing) == "tensorflow"  # no TPU VM: GPUs, CPUs
+    device.write_text("")
+    assert tpu_runtime.keras_backend((str(device),)) == "jax"
+    installed.add("tensorflow-tpu")  # TensorFlow can drive this TPU: the TPUStrategy path
+    assert tpu_runtime.keras_backend((str(device),)) == "tensorflow"
+    installed.clear()  # neither can: TensorFlow, which finds no TPU and says so
+    assert tpu_runtime.keras_backend((str(device),)) == "tensorflow"
+
+
 def test_find_tpu_reads_colab_tpu_vm_devices_and_tpu_name(tmp_path):
     device = tmp_path / "accel0"
     missing = (str(tmp_path / "none"),)
