@@ -4,8 +4,8 @@ rate, and its slots), each array saved with its sharding, so a run laid out over
 or hosts saves and restores in place. The data position follows from the step (the feed skips
 what the finished steps consumed, see :class:`recipes.common.jax_driver.DatasetFeed`).
 
-Paths may be local or URLs that orbax and ``etils.epath`` read (``gs://`` through TensorFlow's gfile or ``gcsfs``). A
-checkpoint is complete or absent: orbax writes each step into a temporary folder and renames
+Paths may be local or URLs that orbax and ``etils.epath`` read (``gs://`` through
+TensorFlow's gfile or ``gcsfs``). A checkpoint is complete or absent: orbax writes each step into a temporary folder and renames
 it to ``<directory>/checkpoints/<step>`` only once every file is written, so a run killed while
 saving resumes from the previous one. Every host takes part in a save; each writes its own
 shards.
@@ -18,6 +18,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+
+from .jax_training import variable_values as _values
 
 
 def _absolute(path):
@@ -48,10 +50,6 @@ def _restore(manager, step, groups):
         **{k: ocp.args.StandardRestore(_values(v)) for k, v in groups.items()}))
     for name, variables in groups.items():
         _assign(variables, restored[name])
-
-
-def _values(variables):
-    return [v.value for v in variables]
 
 
 def _assign(variables, values):

@@ -149,35 +149,6 @@ class DatasetEvaluator:
         return totals
 
 
-def _distribution(devices, model_parallel, layout_map):
-    """The ``keras.distribution`` for ``devices`` and its mesh shape ``(batch, model)``:
-    None on one device, ``DataParallel`` without a model axis, else ``ModelParallel`` with
-    the recipe's ``layout_map`` on a ``(batch, model)`` mesh (in the TPU topology's order)."""
-    if model_parallel == 1:
-        if len(devices) == 1:
-            return None, (1, 1)
-        return keras.distribution.DataParallel(devices=devices), (len(devices), 1)
-    if layout_map is None:
-        raise ValueError(f"--model_parallel={model_parallel}: this recipe has no "
-                         "model-parallel layout; it runs data parallel (--model_parallel=1).")
-    local = len(devices) // jax.process_count()
-    if local % model_parallel:
-        raise ValueError(f"--model_parallel={model_parallel} must divide the {local} devices "
-                         "of each host.")
-    from jax.experimental import mesh_utils
-
-    shape = (len(devices) // model_parallel, model_parallel)
-    if jax.process_count() == 1:
-        grid = mesh_utils.create_device_mesh(shape, devices)
-    else:  # each host's devices form whole rows, so each host feeds its own batch rows
-        grid = mesh_utils.create_hybrid_device_mesh(
-            (local // model_parallel, model_parallel), (jax.process_count(), 1), devices,
-            process_is_granule=True)
-    mesh = keras.distribution.DeviceMesh(shape, ("batch", "model"), devices=grid)
-    return keras.distribution.ModelParallel(layout_map=layout_map(mesh),
-                                            batch_dim_name="batch"), shape
-
-
 def train(fv, policy, *, config, summary, build_model, build_optimizer, task, train_dataset,
           train_steps, summarize, eval_dataset=None, run_config=None, explain_data_error=None,
           on_fresh_start=None, layout_map=None, log=print):
@@ -193,7 +164,8 @@ def train(fv, policy, *, config, summary, build_model, build_optimizer, task, tr
     from . import driver  # run_steps; it imports TensorFlow (tf.summary, tf.data errors)
 
     devices = jax.devices()[:1] if fv.strategy == "one_device" else jax.devices()
-    distribution, mesh_shape = _distribution(devices, fv.model_parallel, layout_map)
+    distribution, mesh_shape = jax_training.make_distribution(devices, fv.model_parallel,
+                                                                 layout_map)
     plan = batching.plan_batch(config.global_batch_size, mesh_shape[0],
                                fv.max_per_replica_batch_size)
     keras.distribution.set_distribution(distribution)

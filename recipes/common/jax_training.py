@@ -38,15 +38,47 @@ def use_all_devices(global_batch_size, flag="--batch_sizes"):
         ValueError: ``global_batch_size`` does not divide across the devices.
     """
     devices = jax.devices()
-    if len(devices) == 1:
-        keras.distribution.set_distribution(None)
-        return 1
     if global_batch_size % len(devices):
         raise ValueError(
             f"{flag}: the global batch size {global_batch_size} does not divide across the "
             f"{len(devices)} devices; use a multiple of {len(devices)}.")
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    keras.distribution.set_distribution(make_distribution(devices)[0])
     return len(devices)
+
+
+def make_distribution(devices, model_parallel=1, layout_map=None):
+    """The ``keras.distribution`` for ``devices`` and its mesh shape ``(batch, model)``:
+    None on one device, ``DataParallel`` without a model axis, else ``ModelParallel`` with
+    the recipe's ``layout_map`` (``f(device_mesh) -> LayoutMap``) on a ``(batch, model)``
+    mesh (in the TPU topology's order; on several hosts each host's devices form whole rows).
+
+    Raises:
+        ValueError: ``model_parallel`` > 1 without a ``layout_map``, or not dividing each
+            host's devices (the messages name ``--model_parallel``).
+    """
+    if model_parallel == 1:
+        if len(devices) == 1:
+            return None, (1, 1)
+        return keras.distribution.DataParallel(devices=devices), (len(devices), 1)
+    if layout_map is None:
+        raise ValueError(f"--model_parallel={model_parallel}: this recipe has no "
+                         "model-parallel layout; it runs data parallel (--model_parallel=1).")
+    local = len(devices) // jax.process_count()
+    if local % model_parallel:
+        raise ValueError(f"--model_parallel={model_parallel} must divide the {local} devices "
+                         "of each host.")
+    from jax.experimental import mesh_utils
+
+    shape = (len(devices) // model_parallel, model_parallel)
+    if jax.process_count() == 1:
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    else:  # each host's devices form whole rows, so each host feeds its own batch rows
+        grid = mesh_utils.create_hybrid_device_mesh(
+            (local // model_parallel, model_parallel), (jax.process_count(), 1), devices,
+            process_is_granule=True)
+    mesh = keras.distribution.DeviceMesh(shape, ("batch", "model"), devices=grid)
+    return keras.distribution.ModelParallel(layout_map=layout_map(mesh),
+                                            batch_dim_name="batch"), shape
 
 
 def batch_axis_size():
@@ -114,7 +146,8 @@ class ArrayFeed:
         return place((self.x[index], self.y[index]))
 
 
-def _values(variables):
+def variable_values(variables):
+    """The current values (JAX arrays) of Keras ``variables``, in order."""
     return [v.value for v in variables]
 
 
@@ -209,7 +242,7 @@ class JaxStepRunner:
         """One optimizer step on ``feed.next()``; returns the step's metric sums over every
         device and pass (``loss``: the sum of per-label losses)."""
         batch = feed.next()
-        results = self._step(*(_values(g) for g in self._groups), batch)
+        results = self._step(*(variable_values(g) for g in self._groups), batch)
         for variables, values in zip(self._groups, results):
             for variable, value in zip(variables, values):
                 variable.assign(value)
@@ -228,8 +261,8 @@ def evaluation_step(model, task):
         return dict(metrics, loss=loss_sum)
 
     def step(batch):
-        return batch_sums(_values(model.trainable_variables),
-                          _values(model.non_trainable_variables), batch)
+        return batch_sums(variable_values(model.trainable_variables),
+                          variable_values(model.non_trainable_variables), batch)
 
     return step
 
