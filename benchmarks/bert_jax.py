@@ -1,19 +1,20 @@
 r"""BERT pre-training phase 1 on Keras' JAX backend: examples per second and device memory with
 LAMB against AdamW, on real pre-training examples, with no TensorFlow where it runs.
 
-    # 1. Here (TensorFlow installed): the recipe's records -> one NumPy file (a few MB)
-    python benchmarks/bert_jax.py --make_data --records='data/bert/seq128/train-*' \
-        --data=benchmarks/data/bert_seq128.npz
+    # 1. The recipe's examples as NumPy shards (no TensorFlow needed)
+    tf-lamb-bert-data --output_dir=data/bert_npy --output_format=npy --max_seq_lengths=128 \
+        --max_predictions_per_seq=20 --vocab_file=docs/bert_miniature/vocab.txt \
+        --duplication_factor=2
     # 2. On the GPU machine (JAX and Keras only): BERT-base, 200 timed steps per optimizer
-    KERAS_BACKEND=jax python benchmarks/bert_jax.py --data=benchmarks/data/bert_seq128.npz
+    KERAS_BACKEND=jax python benchmarks/bert_jax.py --train_files='data/bert_npy/seq128/train-*'
 
 Each optimizer runs in its own process (so its peak memory is its own), on every device data
 parallel (``keras.distribution.DataParallel``), through the recipes' compiled step
 (:class:`recipes.common.jax_training.JaxStepRunner`) with the recipe's task, model and
 optimizer settings (``bert_large_phase1_64k``'s LAMB, ``bert_large_adamw_baseline``'s AdamW;
 clipping, weight-decay exclusions and schedule shape included, the warmup shortened to
-``--warmup`` steps). The examples cycle through the file
-in order. Timed: ``--steps`` steps after ``--warmup`` steps (compilation included in those),
+``--warmup`` steps). The first ``--max_examples`` examples of the shards are held in memory
+and cycled in order (read with NumPy alone; the recipe reads them with grain). Timed: ``--steps`` steps after ``--warmup`` steps (compilation included in those),
 from the first to the last result on the host. Memory: the device's peak bytes in use
 (``memory_stats()``; not reported on a CPU). Prints a Markdown table and, with ``--output``,
 writes the rows as JSON.
@@ -29,25 +30,23 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
-            "masked_lm_weights", "next_sentence_labels")
 CONFIGS = {"lamb": "bert_large_phase1_64k", "adamw": "bert_large_adamw_baseline"}
 
 
-def make_data(records, path, max_examples=20000, seq_length=128, predictions=20):
-    """Reads the first ``max_examples`` examples of the recipe's records (``records``: a glob)
-    into one compressed NumPy file of int32 / float32 arrays (the recipe's parsed features);
-    returns how many."""
-    from recipes.bert import input_pipeline
-    from recipes.common import tfrecords
+def load_examples(pattern, max_examples):
+    """The first ``max_examples`` examples of the NumPy shards matching ``pattern`` (a glob),
+    as a dict of arrays ``[examples, ...]`` by feature."""
+    from recipes.common import array_shards, runtime
 
-    files = tfrecords.list_files(records)
-    dataset = input_pipeline.make_dataset(files, seq_length, predictions, 1024, training=False)
-    parts = list(dataset.unbatch().take(max_examples).batch(1024).as_numpy_iterator())
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez_compressed(path, **arrays)
-    return len(arrays["input_ids"])
+    source = array_shards.ShardSource(runtime.list_files(pattern))
+    rows, taken = [], 0
+    for shard in source.shards:
+        rows.append(np.asarray(shard[:max_examples - taken]))
+        taken += len(rows[-1])
+        if taken == max_examples:
+            break
+    records = np.concatenate(rows)
+    return {name: records[name] for name in records.dtype.names}
 
 
 class _Cycle:
@@ -80,8 +79,7 @@ def run_one(args):
     global_batch = args.per_device_batch * len(devices)
     if len(devices) > 1:
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    with np.load(args.data) as data:
-        arrays = {k: data[k] for k in FEATURES}
+    arrays = load_examples(args.train_files, args.max_examples)
     seq_length, predictions = arrays["input_ids"].shape[1], arrays["masked_lm_ids"].shape[1]
     config = dataclasses.replace(configs.CONFIGS[CONFIGS[args.one]],
                                  global_batch_size=global_batch, warmup_steps=args.warmup,
@@ -128,12 +126,11 @@ def table(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", required=True, help="NumPy file of examples (--make_data).")
-    parser.add_argument("--make_data", action="store_true",
-                        help="Write --data from --records (needs TensorFlow) and stop.")
-    parser.add_argument("--records", help="Glob of the recipe's seq-128 TFRecords.")
+    parser.add_argument("--train_files", required=True,
+                        help="Glob of the recipe's seq-128 NumPy shards "
+                             "(tf-lamb-bert-data --output_format=npy).")
     parser.add_argument("--max_examples", type=int, default=20000,
-                        help="Examples written by --make_data (20,000: about 5 MB).")
+                        help="Examples held in memory and cycled (20,000: 36 MB).")
     parser.add_argument("--model_size", default="base")
     parser.add_argument("--vocab_size", type=int, default=30522,
                         help="Rows of the word embedding (BERT's 30,522; the data's ids fit).")
@@ -147,10 +144,6 @@ def main(argv=None):
     parser.add_argument("--one", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sys.path.insert(0, ROOT)  # the recipes, from this checkout
-    if args.make_data:
-        print(f"{make_data(args.records, args.data, args.max_examples)} examples in "
-              f"{args.data}")
-        return
     if args.one:
         print(json.dumps(run_one(args)))
         return

@@ -2,7 +2,8 @@
 # Sets up a checkout: a virtual environment in .venv with tf_lamb (editable), TensorFlow (CPU),
 # the recipes', tests' and documentation's dependencies, and the data from Debian's archive.
 # Usage: bash scripts/setup.sh [--test]   (--test, what the test command needs besides: JAX
-# with orbax-checkpoint, PyTorch, and Debian's Chromium for the site's browser test;
+# with orbax-checkpoint, grain and tensorboardX, PyTorch, and Debian's Chromium for the site's
+# browser test;
 # --backends is its old name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,8 @@ fi
 testing=false
 case "${1:-}" in --test|--backends) testing=true ;; esac
 if $testing; then
-    # The jax extra: JAX and orbax-checkpoint (the recipes on JAX). torch 2.13.0 is pinned so
+    # The jax extra: JAX, orbax-checkpoint, grain and tensorboardX (the recipes on JAX, BERT
+    # without TensorFlow). torch 2.13.0 is pinned so
     # pip takes the CPU wheel rather than the CUDA build.
     .venv/bin/python -m pip install --quiet -e ".[jax]" -c scripts/constraints.txt "torch==2.13.0"
 fi

@@ -81,18 +81,36 @@ def test_monitor_writes_trust_ratio_histograms_to_tensorboard(tmp_path):
     assert steps == {4, 8}  # 2 epochs x 4 batches, every 4 steps
 
 
+def _use_writer(monkeypatch, writer):
+    """Leaves only ``writer`` ("tf.summary" or "tensorboardX") installed (skips where it is
+    not)."""
+    if writer == "tf.summary":
+        pytest.importorskip("tensorflow")
+        pytest.importorskip("tensorboard")
+        _uninstall(monkeypatch, "tensorboardX")
+    else:  # an install without TensorFlow
+        pytest.importorskip("tensorboardX")
+        _uninstall(monkeypatch, "tensorflow")
+
+
 def _events(log_dir):
-    """``{tag: [(step, value as a NumPy array)]}`` of the event files in ``log_dir``."""
-    tf = pytest.importorskip("tensorflow")
+    """``{tag: [(step, value as a NumPy array)]}`` of the event files in ``log_dir``, as
+    TensorBoard reads them (``tf.summary``'s and tensorboardX's alike: a histogram as rows of
+    (left edge, right edge, count))."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util.tensor_util import make_ndarray
+
     found = {}
     for path in sorted(glob.glob(str(log_dir / "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for event in EventFileLoader(path).Load():
             for value in event.summary.value:
-                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor)))
+                found.setdefault(value.tag, []).append((event.step, make_ndarray(value.tensor)))
     return found
 
 
-def test_monitor_writes_the_values_of_layer_statistics(tmp_path):
+@pytest.mark.parametrize("writer", ["tf.summary", "tensorboardX"])
+def test_monitor_writes_the_values_of_layer_statistics(tmp_path, monkeypatch, writer):
     # Each written value against the optimizer's own statistics: histograms over the adapted
     # layers only (the biases, excluded, read 0 and 1 and must not be counted), scalars of their
     # ratios, and the suspect counts.
@@ -107,8 +125,10 @@ def test_monitor_writes_the_values_of_layer_statistics(tmp_path):
     for _ in range(2):
         optimizer.apply([keras.ops.convert_to_tensor(rng.normal(size=v.shape).astype("float32"))
                          for v in variables], variables)
+    _use_writer(monkeypatch, writer)
     monitor = TrustRatioMonitor(str(tmp_path), warn=False)
     suspects = monitor.record(optimizer, step=7)
+    assert (monitor._writer._tf is not None) == (writer == "tf.summary")
     monitor.on_train_end()
     statistics = optimizer.layer_statistics()
     adapted = statistics["adapts"]
@@ -137,7 +157,7 @@ def test_monitor_without_tensorboard_fails_when_built_and_writes_no_file(tmp_pat
     tf = pytest.importorskip("tensorflow")
     # What tf.summary checks at each write: the import of TensorBoard's summary ops. Without
     # them TensorFlow raises TBNotInstalledError, as in an install of tensorflow-cpu alone.
-    _uninstall(monkeypatch, "tensorboard.summary.v2")
+    _uninstall(monkeypatch, "tensorboard.summary.v2", "tensorboardX")
     with pytest.raises(Exception, match="TensorBoard is not installed"):
         tf.summary.scalar("x", 1.0, step=0)
     log_dir = tmp_path / "trust_ratios"
@@ -152,7 +172,7 @@ def test_monitor_without_tensorboard_fails_when_built_and_writes_no_file(tmp_pat
 
 def test_monitor_without_tensorflow_names_what_to_install(tmp_path, monkeypatch):
     # A JAX or PyTorch install without TensorFlow.
-    _uninstall(monkeypatch, "tensorflow")
+    _uninstall(monkeypatch, "tensorflow", "tensorboardX")
     with pytest.raises(SummariesNotAvailableError, match="TensorFlow is not installed") as error:
         TrustRatioMonitor(str(tmp_path / "trust_ratios"), every_n_steps=5)
     assert "pip install tensorflow tensorboard" in str(error.value)
@@ -165,7 +185,7 @@ def test_monitor_without_log_dir_needs_neither_tensorflow_nor_tensorboard(monkey
     optimizer = tf_lamb.LAMB(learning_rate=0.01, max_trust_ratio=1e-4)
     variables = [keras.Variable(np.ones((3, 2), "float32"), name="kernel")]
     optimizer.apply([keras.ops.convert_to_tensor(np.ones((3, 2), "float32"))], variables)
-    _uninstall(monkeypatch, "tensorflow", "tensorboard", "tensorboard.summary.v2")
+    _uninstall(monkeypatch, "tensorflow", "tensorboard", "tensorboard.summary.v2", "tensorboardX")
     monitor = TrustRatioMonitor(every_n_steps=1)
     with pytest.warns(RuntimeWarning, match="at max_trust_ratio"):
         suspects = monitor.record(optimizer, step=1)
@@ -178,3 +198,43 @@ def test_monitor_rejects_bad_arguments_and_other_optimizers():
         TrustRatioMonitor(every_n_steps=0)
     with pytest.raises(ValueError, match="tf_lamb optimizer"):
         TrustRatioMonitor().record(keras.optimizers.Adam(), step=1)
+
+
+def test_tensorboardx_writers_of_one_folder_keep_their_own_files(tmp_path, monkeypatch):
+    # tensorboardX names its file by the second and host: two writers opened in one second
+    # (the run log's and the monitor's) would share one file, the second overwriting the first.
+    # An empty histogram (no adapted layer), which tensorboardX refuses, is left out.
+    pytest.importorskip("tensorboardX")
+    _uninstall(monkeypatch, "tensorflow")
+    from tf_lamb._summaries import EventWriter
+
+    first, second = EventWriter(str(tmp_path)), EventWriter(str(tmp_path))
+    first.write(3, {"loss": 2.5})
+    second.write(3, {"trust_ratio/max": 1.0}, {"trust_ratio": [], "weight_norm": [1.0, 2.0]})
+    first.close()
+    second.close()
+    written = _events(tmp_path)
+    assert set(written) == {"loss", "trust_ratio/max", "weight_norm"}
+    assert [(step, float(value)) for step, value in written["loss"]] == [(3, 2.5)]
+    buckets = written["weight_norm"][0][1]
+    assert buckets[:, 2].sum() == 2 and (buckets[0, 0], buckets[-1, 1]) == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("writer", ["tf.summary", "tensorboardX"])
+def test_monitor_warns_and_writes_when_every_update_is_nan(tmp_path, monkeypatch, writer):
+    # A diverged step: every update norm and trust ratio is NaN. The warning comes first, and
+    # the writer takes what it can (tensorboardX refuses NaN: it gets the finite weight norms).
+    optimizer = tf_lamb.LAMB(learning_rate=0.01)
+    rng = np.random.default_rng(5)
+    variables = [keras.Variable(rng.normal(size=(3, 2)).astype("float32"), name=f"kernel_{i}")
+                 for i in range(2)]
+    optimizer.apply([keras.ops.convert_to_tensor(np.full((3, 2), np.nan, "float32"))] * 2,
+                    variables)
+    _use_writer(monkeypatch, writer)
+    monitor = TrustRatioMonitor(str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="NaN or infinite norm"):
+        suspects = monitor.record(optimizer, step=1)
+    monitor.on_train_end()
+    assert len(suspects["not_finite"]) == 2
+    written = _events(tmp_path)
+    assert "weight_norm" in written and written["weight_norm"][0][1][:, 2].sum() == 2

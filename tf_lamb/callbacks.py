@@ -13,6 +13,8 @@ import warnings
 import keras
 import numpy as np
 
+from ._summaries import EventWriter, missing_writer
+
 #: What :func:`find_suspect_layers` reports, and what each means.
 SUSPECT_KINDS = {
     "zero": "trust ratio 0: the layer does not move",
@@ -57,30 +59,34 @@ def find_suspect_layers(statistics, max_trust_ratio=None, rtol=1e-6):
     return {kind: list(paths[(mask & adapted).any(axis=1)]) for kind, mask in masks.items()}
 
 
-#: How to get what ``tf.summary`` writes with, for :class:`TrustRatioMonitor` ``log_dir``.
+#: How to get a writer for :class:`TrustRatioMonitor` ``log_dir``.
 SUMMARY_INSTALL = (
     "`pip install tensorflow tensorboard`, or `pip install tf-lamb[tf-cpu]` (tensorflow-cpu "
-    "with tensorboard)"
+    "with tensorboard), or without TensorFlow `pip install tensorboardX`"
 )
 
 
 class SummariesNotAvailableError(ImportError):
-    """TensorBoard summaries were asked for, but TensorFlow or TensorBoard is not installed.
+    """TensorBoard summaries were asked for, but nothing that writes them is installed.
 
-    An ``ImportError``: ``tf.summary`` needs both, and checks for TensorBoard only when it
+    An ``ImportError``. Summaries go through ``tf.summary`` (TensorFlow and TensorBoard) on
+    the TensorFlow backend, through tensorboardX on the others, and through either one when
+    the other is missing. ``tf.summary`` checks for TensorBoard only when it
     writes (TensorFlow raises its ``TBNotInstalledError`` at the first ``tf.summary.scalar``,
-    after the event file is open); :func:`check_summaries` checks the same thing up front.
+    after the event file is open); :func:`check_summaries` checks up front.
     """
 
 
 def check_summaries(user="TrustRatioMonitor(log_dir=...)", install=SUMMARY_INSTALL,
                     without=None):
-    """Checks that ``tf.summary`` can write scalars and histograms; creates no file.
+    """Checks that TensorBoard summaries (scalars and histograms) can be written; creates no
+    file.
 
-    ``tf.summary.scalar`` and ``tf.summary.histogram`` import their implementation from
-    ``tensorboard.summary.v2`` at each call and raise ``TBNotInstalledError`` when that import
-    fails (``tensorflow/python/summary/tb_summary.py``); this makes the same imports now, so a
-    run stops before its first step instead of at its first summary.
+    They can through tensorboardX where it is installed, or through ``tf.summary`` when
+    TensorFlow and TensorBoard are (``tf.summary.scalar`` and ``tf.summary.histogram`` import
+    ``tensorboard.summary.v2`` at each call and raise ``TBNotInstalledError`` when that fails,
+    ``tensorflow/python/summary/tb_summary.py``; this makes the same imports now). So a run
+    stops before its first step instead of at its first summary.
 
     Args:
         user: what writes the summaries, named in the message.
@@ -88,23 +94,17 @@ def check_summaries(user="TrustRatioMonitor(log_dir=...)", install=SUMMARY_INSTA
         without: optional sentence appended to the message (e.g. how to run without them).
 
     Raises:
-        SummariesNotAvailableError: TensorFlow or TensorBoard is not installed.
+        SummariesNotAvailableError: neither TensorFlow with TensorBoard nor tensorboardX is
+            installed.
     """
-    missing = None
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError as error:
-        missing, cause = "TensorFlow", error
-    else:
-        try:
-            from tensorboard.summary.v2 import histogram, scalar  # noqa: F401
-        except ImportError as error:
-            missing, cause = "TensorBoard", error
+    missing = missing_writer()
     if missing is None:
         return
+    what, cause = missing
     message = (
         f"{user} writes TensorBoard summaries through tf.summary, which needs TensorFlow and "
-        f"TensorBoard, but {missing} is not installed ({cause}). Install with {install}."
+        f"TensorBoard, or through tensorboardX, but {what} is not installed ({cause}) and "
+        f"neither is tensorboardX. Install with {install}."
     )
     if without:
         message += " " + without
@@ -149,9 +149,10 @@ class TrustRatioMonitor(keras.callbacks.Callback):
       or infinite, or at ``max_trust_ratio`` (:data:`SUSPECT_KINDS`).
 
     Use it in ``model.fit(callbacks=[...])``, or call :meth:`record` from a custom training
-    loop. Summaries go through ``tf.summary``, so ``log_dir`` needs TensorFlow and TensorBoard
-    installed (any Keras backend; ``tensorflow-cpu`` does not bring TensorBoard), checked here
-    (:func:`check_summaries`) before any file is written; warnings need neither.
+    loop. Summaries go through ``tf.summary`` on the TensorFlow backend (TensorFlow and
+    TensorBoard installed; ``tensorflow-cpu`` does not bring TensorBoard) and through
+    tensorboardX on JAX and PyTorch, either one standing in when the other is missing, checked
+    here (:func:`check_summaries`) before any file is written; warnings need neither.
 
     Args:
         log_dir: str or None, the TensorBoard folder (e.g. Keras' TensorBoard ``log_dir`` +
@@ -161,8 +162,9 @@ class TrustRatioMonitor(keras.callbacks.Callback):
 
     Raises:
         ValueError: ``every_n_steps`` < 1.
-        SummariesNotAvailableError: (an ``ImportError``) ``log_dir`` is given and TensorFlow
-            or TensorBoard is not installed; the message says what to install.
+        SummariesNotAvailableError: (an ``ImportError``) ``log_dir`` is given and neither
+            TensorFlow with TensorBoard nor tensorboardX is installed; the message says what
+            to install.
     """
 
     def __init__(self, log_dir=None, every_n_steps=100, warn=True):
@@ -189,8 +191,9 @@ class TrustRatioMonitor(keras.callbacks.Callback):
             self.record(optimizer, step)
 
     def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
+        if self._writer is not None:  # a later fit writes a new event file beside this one
+            self._writer.close()
+            self._writer = None
 
     def record(self, optimizer, step):
         """Reads ``optimizer``'s statistics, writes them and warns; returns the suspect layers.
@@ -205,30 +208,29 @@ class TrustRatioMonitor(keras.callbacks.Callback):
         optimizer = layerwise_optimizer(optimizer)
         statistics = optimizer.layer_statistics()
         suspects = find_suspect_layers(statistics, optimizer.max_trust_ratio)
+        if self.warn:  # first: a failed write must not hide a diverging layer
+            self._warn(suspects, step)
         if self.log_dir is not None:
             self._write(statistics, suspects, step)
-        if self.warn:
-            self._warn(suspects, step)
         return suspects
 
     def _write(self, statistics, suspects, step):
-        import tensorflow as tf
-
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = EventWriter(self.log_dir)
         adapted = np.asarray(statistics["adapts"], bool)
         ratios = statistics["trust_ratio"][adapted].ravel()
-        with self._writer.as_default(step=step):
-            tf.summary.histogram("trust_ratio", ratios)
-            tf.summary.histogram("weight_norm", statistics["weight_norm"][adapted])
-            tf.summary.histogram("update_norm", statistics["update_norm"][adapted].ravel())
-            finite = ratios[np.isfinite(ratios)]
-            if finite.size:
-                tf.summary.scalar("trust_ratio/min", float(finite.min()))
-                tf.summary.scalar("trust_ratio/median", float(np.median(finite)))
-                tf.summary.scalar("trust_ratio/max", float(finite.max()))
-            for kind, paths in suspects.items():
-                tf.summary.scalar(f"suspect_layers/{kind}", len(paths))
+        scalars = {}
+        finite = ratios[np.isfinite(ratios)]
+        if finite.size:
+            scalars.update({"trust_ratio/min": float(finite.min()),
+                            "trust_ratio/median": float(np.median(finite)),
+                            "trust_ratio/max": float(finite.max())})
+        scalars.update({f"suspect_layers/{kind}": len(paths) for kind, paths in suspects.items()})
+        self._writer.write(step, scalars, histograms={
+            "trust_ratio": ratios,
+            "weight_norm": statistics["weight_norm"][adapted],
+            "update_norm": statistics["update_norm"][adapted].ravel(),
+        })
 
     def _warn(self, suspects, step):
         for kind, paths in suspects.items():

@@ -1,4 +1,4 @@
-r"""Text -> WordPiece vocabulary -> sharded BERT pre-training TFRecords, for each sequence length.
+r"""Text -> WordPiece vocabulary -> sharded BERT pre-training examples, for each sequence length.
 
     python -m recipes.bert.create_pretraining_data --output_dir=/tmp/bert_data
     python -m recipes.bert.create_pretraining_data --input_files=wiki.txt \
@@ -6,7 +6,8 @@ r"""Text -> WordPiece vocabulary -> sharded BERT pre-training TFRecords, for eac
 
 Writes ``{output_dir}/vocab.txt`` (built, or a copy of ``--vocab_file``), and per sequence
 length ``{output_dir}/seq{L}/{train,heldout}-*.tfrecord`` with ``metadata.json`` (counts and
-settings). Held-out documents are whole documents set aside before any pair is made, so no
+settings); with ``--output_format=npy`` the same examples as NumPy shards ``*.npy``
+(:mod:`recipes.common.array_shards`), written without TensorFlow, for the JAX backend. Held-out documents are whole documents set aside before any pair is made, so no
 held-out sentence is seen in training. The default input is the Python documentation from
 Debian's ``python3.11-doc`` (recipes/README.md, "Data").
 
@@ -31,7 +32,8 @@ from absl import flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ..common import corpus, driver, tokenization  # noqa: E402
-from . import instances, records  # noqa: E402
+from ..common import array_shards  # noqa: E402
+from . import features, instances  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -68,11 +70,17 @@ def define_flags(fv=FLAGS):
         "duplication_factor", 10, "Passes over the corpus with different masks (BERT: 10).",
         flag_values=fv)
     flags.DEFINE_boolean("whole_word_masking", False, "Mask whole words.", flag_values=fv)
-    flags.DEFINE_integer("num_shards", 8, "Training shards per sequence length.", flag_values=fv)
+    flags.DEFINE_integer("num_shards", 8, "Training shards per sequence length.", lower_bound=1,
+                         flag_values=fv)
     flags.DEFINE_float(
         "heldout_fraction", 0.05, "Share of documents set aside for held-out evaluation "
         "(0 for none).", flag_values=fv)
     flags.DEFINE_integer("seed", 12345, "Seed of every random choice.", flag_values=fv)
+    flags.DEFINE_enum(
+        "output_format", "tfrecord", ("tfrecord", "npy"), "tfrecord: tf.train.Example records "
+        "(Google BERT's format; needs TensorFlow); npy: NumPy shards of the same examples, "
+        "which the recipe reads with grain on the JAX backend, no TensorFlow needed.",
+        flag_values=fv)
 
 
 def create(fv=FLAGS, log=print):
@@ -138,15 +146,14 @@ def create(fv=FLAGS, log=print):
             "vocab_sha256": vocab_digest,
             "lowercase": fv.lowercase,
             "seed": fv.seed,
+            "format": fv.output_format,
             **option.__dict__,
         }
         for split, docs in tokenized.items():
             made = instances.create_instances(docs, tokenizer, option, seed=fv.seed)
             shards = fv.num_shards if split == "train" else 1
-            paths = records.write_shards(
-                made, os.path.join(directory, split), shards,
-                option.max_seq_length, option.max_predictions_per_seq,
-            )
+            paths = _write(fv.output_format, made, os.path.join(directory, split), shards,
+                           option.max_seq_length, option.max_predictions_per_seq)
             metadata[f"{split}_examples"] = len(made)
             metadata[f"{split}_files"] = [os.path.basename(p) for p in paths]
             log(f"seq {option.max_seq_length}: {len(made)} {split} examples in {len(paths)} files")
@@ -154,6 +161,18 @@ def create(fv=FLAGS, log=print):
             json.dump(metadata, f, indent=2)
         results[option.max_seq_length] = metadata
     return results
+
+
+def _write(output_format, made, output_prefix, shards, max_seq_length, max_predictions_per_seq):
+    """Writes one split's instances in ``output_format``; returns the paths."""
+    if output_format == "npy":
+        return array_shards.write_shards(
+            features.to_records(made, max_seq_length, max_predictions_per_seq), output_prefix,
+            shards)
+    from . import records  # TensorFlow
+
+    return records.write_shards(made, output_prefix, shards, max_seq_length,
+                                max_predictions_per_seq)
 
 
 def run():

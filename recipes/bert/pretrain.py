@@ -1,4 +1,5 @@
-r"""BERT pre-training with LAMB, LANS or AdamW: one phase per run, any ``tf.distribute`` strategy.
+r"""BERT pre-training with LAMB, LANS or AdamW: one phase per run, on TensorFlow (any
+``tf.distribute`` strategy) or JAX (``keras.distribution``).
 
     # the CPU miniature: BERT-tiny, LAMB at batch 1,024
     python -m recipes.bert.pretrain --config=tiny_lamb_1k \
@@ -11,6 +12,8 @@ r"""BERT pre-training with LAMB, LANS or AdamW: one phase per run, any ``tf.dist
         --train_files='gs://.../seq512/train-*' --init_checkpoint=gs://.../phase1 \
         --output_dir=gs://.../phase2
 
+The data are TFRecords (read with tf.data), or on the JAX backend also NumPy shards
+(``tf-lamb-bert-data --output_format=npy``; read with grain, no TensorFlow needed).
 ``--config`` picks a named configuration (:mod:`recipes.bert.configs`); any flag given on the
 command line overrides its field. The global batch is reached with gradient accumulation
 when it exceeds ``replicas x --max_per_replica_batch_size``; the arithmetic is printed at start.
@@ -22,6 +25,7 @@ accuracy, learning rate, trust ratios).
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -31,10 +35,9 @@ from absl import flags
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from ..common import checkpointing, driver, tfrecords  # noqa: E402
-from . import configs, input_pipeline, layout, model as model_lib, records  # noqa: E402
+from ..common import array_shards, driver, runtime  # noqa: E402
+from . import configs, features, layout, model as model_lib  # noqa: E402
 from .pretraining import make_optimizer, pretraining_task, summarize  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -78,8 +81,8 @@ def resolve_config(fv=FLAGS):
 def data_vocab_size(train_files):
     """The vocabulary size recorded next to the first training file, or None."""
     path = os.path.join(os.path.dirname(train_files[0]), "metadata.json")
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
+    if runtime.file_exists(path):
+        with runtime.open_file(path) as f:
             return json.load(f).get("vocab_size")
     return None
 
@@ -91,6 +94,8 @@ def _checkpoints():
         from ..common import jax_checkpointing
 
         return jax_checkpointing
+    from ..common import checkpointing
+
     return checkpointing
 
 
@@ -104,9 +109,9 @@ def check_finished(directory):
     """
     latest = _checkpoints().latest_checkpoint(directory)
     config_path = os.path.join(directory, "config.json")
-    if not latest or not tf.io.gfile.exists(config_path):
+    if not latest or not runtime.file_exists(config_path):
         return
-    with tf.io.gfile.GFile(config_path) as f:
+    with runtime.open_file(config_path) as f:
         train_steps = json.load(f).get("train_steps")
     step = int(re.split(r"[-/]", latest)[-1])  # .../ckpt-<step> or .../checkpoints/<step>
     if train_steps and step < train_steps:
@@ -129,13 +134,15 @@ def run(fv=FLAGS, log=print):
 
     Raises:
         ValueError, FileNotFoundError: bad flags or inputs, naming the flag or file.
-        tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard is not installed (checked
-            before anything is read or written).
+        tf_lamb.callbacks.SummariesNotAvailableError: nothing that writes TensorBoard
+            summaries is installed (checked before anything is read or written).
+        recipes.common.array_shards.GrainNotInstalledError: NumPy shards were given and grain
+            is not installed (checked likewise).
     """
     driver.check_run_flags(fv, fv.train_files)
     config = resolve_config(fv)
-    train_files = tfrecords.list_files(fv.train_files)
-    eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
+    train_files = runtime.list_files(fv.train_files)
+    eval_files = runtime.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
     data_vocab = data_vocab_size(train_files)
     vocab_size = fv.vocab_size or data_vocab
     if not vocab_size:
@@ -148,25 +155,18 @@ def run(fv=FLAGS, log=print):
     bert_config = model_lib.BertConfig.from_size(config.model_size, vocab_size,
                                                  dropout_rate=config.dropout_rate)
     layout.check(bert_config.num_heads, fv.model_parallel)
-    strategy, policy = driver.make_strategy(fv)  # Before TensorFlow reads anything (devices).
-    names = {flag: records.check_file(files[0], config.max_seq_length,
-                                      config.max_predictions_per_seq, vocab_size)
-             for flag, files in (("--train_files", train_files), ("--eval_files", eval_files))
-             if files}
+    arrays = array_shards.is_array_shards(train_files + eval_files)
+    if arrays:
+        if keras.backend.backend() != "jax":
+            raise ValueError("--train_files: NumPy shards (.npy) are read on the JAX backend "
+                             "(KERAS_BACKEND=jax); on TensorFlow give TFRecords.")
+        array_shards.check_reader()
+    # Before TensorFlow reads anything (devices).
+    strategy, policy = driver.make_strategy(fv, tf_data=not arrays)
     shapes = (config.max_seq_length, config.max_predictions_per_seq)
-
-    def train_dataset(batch, shards, index, skip):
-        return input_pipeline.make_dataset(
-            train_files, *shapes, batch, num_shards=shards, shard_index=index, seed=fv.seed,
-            shuffle_buffer=fv.shuffle_buffer, skip=skip,
-        )
-
-    def eval_dataset(batch, shards, index):
-        dataset = input_pipeline.make_dataset(
-            eval_files, *shapes, batch, num_shards=shards, shard_index=index, training=False,
-            drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy),  # static shapes
-        )
-        return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
+    make_input = _array_input if arrays else _record_input
+    train_dataset, eval_dataset, explain = make_input(fv, strategy, train_files, eval_files,
+                                                      shapes, vocab_size)
 
     def from_init_checkpoint(model):
         if fv.init_checkpoint:
@@ -183,17 +183,72 @@ def run(fv=FLAGS, log=print):
         task=pretraining_task, train_dataset=train_dataset, train_steps=config.train_steps,
         summarize=summarize, eval_dataset=eval_dataset if eval_files else None,
         run_config={"peak_learning_rate": config.peak_learning_rate, "vocab_size": vocab_size},
-        explain_data_error=tfrecords.bad_file_explainer(
-            {"--train_files": train_files, "--eval_files": eval_files},
-            check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()}),
-        on_fresh_start=from_init_checkpoint, layout_map=layout.layout_map, log=log,
+        explain_data_error=explain, on_fresh_start=from_init_checkpoint,
+        layout_map=layout.layout_map, log=log,
     )
+
+
+def _record_input(fv, strategy, train_files, eval_files, shapes, vocab_size):
+    """The TFRecord input (tf.data): ``(train_dataset, eval_dataset, explain_data_error)`` as
+    :func:`recipes.common.driver.train` takes them, after checking each set's first file."""
+    from ..common import tfrecords
+    from . import input_pipeline, records
+
+    names = {flag: records.check_file(files[0], *shapes, vocab_size)
+             for flag, files in (("--train_files", train_files), ("--eval_files", eval_files))
+             if files}
+
+    def train_dataset(batch, shards, index, skip):
+        return input_pipeline.make_dataset(
+            train_files, *shapes, batch, num_shards=shards, shard_index=index, seed=fv.seed,
+            shuffle_buffer=fv.shuffle_buffer, skip=skip,
+        )
+
+    def eval_dataset(batch, shards, index):
+        dataset = input_pipeline.make_dataset(
+            eval_files, *shapes, batch, num_shards=shards, shard_index=index, training=False,
+            drop_remainder="TPU" in type(strategy).__name__,  # static shapes
+        )
+        return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
+
+    explain = tfrecords.bad_file_explainer(
+        {"--train_files": train_files, "--eval_files": eval_files},
+        check={flag: records.parse_fn(n, *shapes) for flag, n in names.items()})
+    return train_dataset, eval_dataset, explain
+
+
+def _array_input(fv, strategy, train_files, eval_files, shapes, vocab_size):
+    """The NumPy shard input (grain; JAX backend), as :func:`_record_input` returns it. Every
+    record is read at random, so ``--shuffle_buffer`` only says whether to shuffle (0: the
+    files' order).
+
+    Raises:
+        ValueError: a first file does not fit the flags.
+    """
+    del strategy  # JAX: none
+    for flag, files in (("--train_files", train_files), ("--eval_files", eval_files)):
+        if files:
+            features.check_shard(files[0], *shapes, vocab_size, flag=flag)
+
+    def train_dataset(batch, shards, index, skip):
+        return array_shards.make_batches(
+            train_files, batch, num_shards=shards, shard_index=index, seed=fv.seed,
+            shuffle=fv.shuffle_buffer > 0, skip=skip,
+        )
+
+    def eval_dataset(batch, shards, index):
+        batches = array_shards.make_batches(eval_files, batch, num_shards=shards,
+                                            shard_index=index, training=False,
+                                            flag="--eval_files")
+        return itertools.islice(batches, fv.eval_batches) if fv.eval_batches else batches
+
+    return train_dataset, eval_dataset, None
 
 
 def cli():
     """Console-script entry point."""
     driver.command_line(define_flags, run,
-                        (ValueError, FileNotFoundError, tf.errors.DataLossError))
+                        (ValueError, FileNotFoundError, array_shards.GrainNotInstalledError))
 
 
 if __name__ == "__main__":

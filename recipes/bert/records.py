@@ -1,18 +1,7 @@
 """BERT pre-training TFRecords: writing Google's format, reading it (or Model Garden's) back.
 
-Each record is a ``tf.train.Example`` with Google BERT's features:
-
-==========================  ==========  ================================================
-feature                     dtype       shape
-==========================  ==========  ================================================
-``input_ids``               int64       ``[max_seq_length]``, 0-padded
-``input_mask``              int64       ``[max_seq_length]``, 1 on tokens, 0 on padding
-``segment_ids``             int64       ``[max_seq_length]``, 0 for A, 1 for B
-``masked_lm_positions``     int64       ``[max_predictions_per_seq]``, 0-padded
-``masked_lm_ids``           int64       ``[max_predictions_per_seq]``, the true ids
-``masked_lm_weights``       float32     ``[max_predictions_per_seq]``, 1.0 real, 0.0 pad
-``next_sentence_labels``    int64       ``[1]``, 0 is-next, 1 random-next
-==========================  ==========  ================================================
+Each record is a ``tf.train.Example`` with Google BERT's features, the table of
+:mod:`recipes.bert.features`, the integers stored as int64 (the parser gives int32).
 
 Model Garden writes ``input_word_ids`` and ``input_type_ids`` for the first and third; the
 reader accepts either.
@@ -22,6 +11,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from ..common import tfrecords
+from . import features
 
 GOOGLE_NAMES = ("input_ids", "input_mask", "segment_ids")
 MODEL_GARDEN_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
@@ -32,25 +22,14 @@ def _int64(values):
 
 
 def to_example(instance, max_seq_length, max_predictions_per_seq):
-    """A ``tf.train.Example`` of one :class:`~recipes.bert.instances.Instance`, padded."""
-    ids, length = instance.input_ids, len(instance.input_ids)
-    if length > max_seq_length:
-        raise ValueError(f"An instance has {length} tokens, more than {max_seq_length}.")
-    pad = max_seq_length - length
-    predictions = len(instance.masked_lm_positions)
-    pad_predictions = max_predictions_per_seq - predictions
-    features = {
-        "input_ids": _int64(ids + [0] * pad),
-        "input_mask": _int64([1] * length + [0] * pad),
-        "segment_ids": _int64(instance.segment_ids + [0] * pad),
-        "masked_lm_positions": _int64(instance.masked_lm_positions + [0] * pad_predictions),
-        "masked_lm_ids": _int64(instance.masked_lm_ids + [0] * pad_predictions),
-        "masked_lm_weights": tf.train.Feature(
-            float_list=tf.train.FloatList(value=[1.0] * predictions + [0.0] * pad_predictions)
-        ),
-        "next_sentence_labels": _int64([instance.next_sentence_label]),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=features))
+    """A ``tf.train.Example`` of one :class:`~recipes.bert.instances.Instance`, padded
+    (:func:`recipes.bert.features.padded`)."""
+    values = features.padded(instance, max_seq_length, max_predictions_per_seq)
+    feature = {name: _int64(v) for name, v in values.items() if name != "masked_lm_weights"}
+    feature["masked_lm_weights"] = tf.train.Feature(
+        float_list=tf.train.FloatList(value=values["masked_lm_weights"])
+    )
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def write_shards(instances, output_prefix, num_shards, max_seq_length, max_predictions_per_seq):

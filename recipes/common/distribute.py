@@ -18,9 +18,8 @@ import os
 
 import tensorflow as tf
 
+from .driver import STRATEGIES
 from .tpu_runtime import TPU_VM_DEVICES
-
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 def _cluster_size():

@@ -1,17 +1,20 @@
 """What every long-run recipe's command line shares: the run flags, the strategy and precision
-they pick, held-out evaluation on the replicas, the run's set-up (:func:`train`) and the step
-driver (:func:`run_steps`: logs, TensorBoard, progress bar, evaluations, checkpoints,
-resumption after a kill).
+they pick (:func:`make_strategy`), the run's set-up (:func:`train`) and the step driver
+(:func:`run_steps`: logs, TensorBoard, progress bar, evaluations, checkpoints, resumption
+after a kill).
 
 A recipe supplies its configuration, model, optimizer, task and data; :func:`train` does the
-rest, the same way for BERT and ResNet, around the recipes' one step
-(:class:`~recipes.common.training.StepRunner`) under every strategy (Keras 3's ``fit`` does
-not run under ``MultiWorkerMirroredStrategy``, and a custom loop controls the global batch). A
-study's short runs drive the same step with :func:`recipes.common.loop.train_epochs`.
+rest, the same way for BERT and ResNet, through the backend's driver:
+:mod:`recipes.common.tf_driver` (the recipes' step under every ``tf.distribute`` strategy;
+Keras 3's ``fit`` does not run under ``MultiWorkerMirroredStrategy``, and a custom loop
+controls the global batch) or :mod:`recipes.common.jax_driver` (``keras.distribution``). This
+module imports no TensorFlow, so a JAX run from NumPy shards needs none installed. A study's
+short runs drive the same step with :func:`recipes.common.loop.train_epochs`.
 """
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -19,15 +22,18 @@ import sys
 import time
 
 import keras
-import tensorflow as tf
 import tqdm
 
 import tf_lamb
+from tf_lamb._summaries import EventWriter
 
-from . import batching, checkpointing, distribute, optimizers, runtime, training
+from . import runtime
 from .report import read_json_lines
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+#: The ``--strategy`` values (:mod:`recipes.common.distribute` on TensorFlow,
+#: :mod:`recipes.common.jax_driver` on JAX).
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
@@ -37,7 +43,7 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     from absl import flags
 
     flags.DEFINE_string("output_dir", None, "Checkpoints, summaries and logs.", flag_values=fv)
-    flags.DEFINE_enum("strategy", "auto", distribute.STRATEGIES,
+    flags.DEFINE_enum("strategy", "auto", STRATEGIES,
                       "tf.distribute strategy (see recipes/common/distribute.py). On JAX: "
                       "every device but with one_device; multi_worker joins the hosts through "
                       "jax.distributed (recipes/common/jax_driver.py).", flag_values=fv)
@@ -58,7 +64,8 @@ def define_flags(fv, max_per_replica_batch_size=64, shuffle_buffer=10000):
     flags.DEFINE_integer("seed", 0, "Seed of initialization, dropout and data order.",
                          flag_values=fv)
     flags.DEFINE_integer("shuffle_buffer", shuffle_buffer, "Training examples in the shuffle "
-                         "buffer (0: the files' interleaved order).",
+                         "buffer (0: the files' interleaved order). NumPy shards are shuffled "
+                         "whole; for them only 0 or not counts.",
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_enum("resume_data", "iterator", ("iterator", "skip"), "How a resumed run "
                       "finds its data position: 'iterator' saves the input iterator, shuffle "
@@ -97,8 +104,8 @@ def define_config_flags(fv, configs, default, skip=(), eval_help="Globs of held-
 
     flags.DEFINE_enum("config", default, sorted(configs),
                       "Named configuration; flags below override its fields.", flag_values=fv)
-    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords.",
-                        flag_values=fv)
+    flags.DEFINE_string("train_files", None, "Comma-separated globs of training TFRecords "
+                        "(BERT on JAX: or NumPy shards, *.npy).", flag_values=fv)
     flags.DEFINE_string("eval_files", None, eval_help, flag_values=fv)
     kinds = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string}
     for field in dataclasses.fields(next(iter(configs.values()))):
@@ -115,43 +122,40 @@ def config_overrides(fv, config_class):
             if f.name in fv and fv[f.name].value is not None}
 
 
-def make_strategy(fv):
+def make_strategy(fv, tf_data=True):
     """The strategy and Keras dtype policy the flags ask for; returns ``(strategy, policy)``.
 
-    Call it before building the model: the policy is global to the process. On the JAX
-    backend there is no ``tf.distribute`` strategy: it returns ``(None, policy)``
-    (:func:`recipes.common.jax_driver.set_up`), and :func:`train` runs there over
-    ``keras.distribution``.
+    Call it before building the model: the policy is global to the process. On TensorFlow:
+    :func:`recipes.common.tf_driver.set_up`. On the JAX backend there is no ``tf.distribute``
+    strategy: it returns ``(None, policy)`` (:func:`recipes.common.jax_driver.set_up`), and
+    :func:`train` runs there over ``keras.distribution``.
+
+    Args:
+        fv: flags from :func:`define_flags`.
+        tf_data: bool, JAX backend: the input is read with tf.data, so TensorFlow must be
+            installed (False: NumPy shards, which need none).
     """
     if keras.backend.backend() == "jax":
         from . import jax_driver
 
-        return None, jax_driver.set_up(fv)
-    if fv.cpu_replicas:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * fv.cpu_replicas
-        )
-    strategy = distribute.make_strategy(fv.strategy, fv.tpu)
-    policy = fv.precision
-    if policy == "auto":
-        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-        policy = "mixed_bfloat16" if on_tpu else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    return strategy, policy
+        return None, jax_driver.set_up(fv, tf_data)
+    from . import tf_driver
+
+    return tf_driver.set_up(fv)
 
 
 class RunLog:
     """``history.jsonl`` (one JSON line per record) and TensorBoard scalars under ``train/``
-    and ``eval/``; written by the chief only (``enabled``).
+    and ``eval/`` (``tf.summary`` on TensorFlow, tensorboardX on JAX); written by the chief
+    only (``enabled``).
 
     A run resumed from step ``step`` first drops the history lines of later steps (a killed
     run logged them after its last checkpoint; they are trained again) and a last line cut
     short by the kill, so every step appears once.
 
     Raises:
-        tf_lamb.callbacks.SummariesNotAvailableError: ``enabled`` and TensorBoard (or
-            TensorFlow) is not installed; checked before any file is opened.
+        tf_lamb.callbacks.SummariesNotAvailableError: ``enabled`` and nothing that writes
+            TensorBoard summaries is installed; checked before any file is opened.
     """
 
     def __init__(self, output_dir, enabled, step=0):
@@ -161,7 +165,7 @@ class RunLog:
             path = os.path.join(output_dir, "history.jsonl")
             _drop_history_after(path, step)
             self.history = open(path, "a")
-            self.writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, k))
+            self.writers = {k: EventWriter(os.path.join(output_dir, k))
                             for k in ("train", "eval")}
 
     def write(self, step, values, writer="train"):
@@ -169,15 +173,13 @@ class RunLog:
             return
         self.history.write(json.dumps({"step": step, **values}) + "\n")
         self.history.flush()
-        with self.writers[writer].as_default(step=step):
-            for k, v in values.items():
-                tf.summary.scalar(k, v)
+        self.writers[writer].write(step, scalars=values)
 
     def close(self):
         if self.enabled:
             self.history.close()
             for w in self.writers.values():
-                w.flush()
+                w.close()
 
 
 def _drop_history_after(path, step):
@@ -196,70 +198,6 @@ def _drop_history_after(path, step):
     os.replace(temporary, path)
 
 
-class Evaluator:
-    """Sums a task's metrics over one pass of held-out data, on every replica.
-
-    Args:
-        strategy: the run's strategy.
-        model: the model (built in ``strategy``'s scope).
-        task: ``task(model, batch, training) -> (loss_sum, metrics)`` as for
-            :class:`~recipes.common.training.StepRunner`.
-        make_dataset: ``make_dataset(batch_size, num_shards, shard_index) -> tf.data.Dataset``,
-            a finite pass over this input pipeline's share of the held-out examples in batches
-            of ``batch_size`` (per replica). On a TPU the last partial batch must be dropped.
-        per_replica_batch_size: int.
-        flag: the flag naming the held-out files, for the error when they hold no records.
-    """
-
-    def __init__(self, strategy, model, task, make_dataset, per_replica_batch_size,
-                 flag="--eval_files"):
-        self.strategy = strategy
-        self.flag = flag
-        self._make = lambda context: make_dataset(
-            per_replica_batch_size, context.num_input_pipelines, context.input_pipeline_id
-        )
-
-        def replica(batch):
-            loss, metrics = task(model, batch, False)
-            return dict(metrics, loss=loss)
-
-        @tf.function
-        def step(batch):
-            sums = strategy.run(replica, args=(batch,))
-            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                    for k, v in sums.items()}
-
-        self._step = step
-
-    def __call__(self):
-        """The metric sums (Python floats) over the held-out data, ``loss`` included.
-
-        Raises:
-            ValueError: the held-out data holds no examples (the message names the flag).
-        """
-        totals = {}
-        for batch in self.strategy.distribute_datasets_from_function(self._make):
-            for k, v in self._step(batch).items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-        if not totals.get("examples"):
-            raise ValueError(f"{self.flag}: the held-out files hold no records.")
-        return totals
-
-
-def open_checkpoints(strategy, fv, log=print, **objects):
-    """A :class:`~recipes.common.checkpointing.Checkpointer` of ``objects`` (model, optimizer,
-    the feed's iterator) in ``--output_dir``, restored from its newest checkpoint if any.
-
-    Returns:
-        ``(checkpointer, resumed)``: ``resumed`` is the restored checkpoint's path or None.
-    """
-    checkpointer = checkpointing.Checkpointer(strategy, fv.output_dir, **objects)
-    resumed = checkpointer.restore_latest()
-    if resumed:
-        log(f"resumed from {resumed}")
-    return checkpointer, resumed
-
-
 def write_run_config(fv, config, plan, strategy, precision, run_config=None, **more):
     """Writes the run's ``config.json`` to ``--output_dir``: the configuration's name and
     fields, ``run_config`` (a JSON-friendly dict of the recipe's derived values), the batch
@@ -267,13 +205,14 @@ def write_run_config(fv, config, plan, strategy, precision, run_config=None, **m
     record = {"config_name": fv.config, **dataclasses.asdict(config), **(run_config or {}),
               "batch_plan": dataclasses.asdict(plan), "strategy": strategy,
               "precision": precision, "jit_compile": fv.jit_compile, **more}
-    with tf.io.gfile.GFile(os.path.join(fv.output_dir, "config.json"), "w") as f:
+    with runtime.open_file(os.path.join(fv.output_dir, "config.json"), "w") as f:
         json.dump(record, f, indent=2)
 
 
 def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
     """A console-script entry point: defines the flags, parses ``sys.argv``, calls ``run()``,
-    and turns any of ``errors``, or a missing writer (:func:`runtime.check_writers`), into
+    and turns any of ``errors``, a missing writer (:func:`runtime.check_writers`) or a
+    corrupt TFRecord (TensorFlow's ``DataLossError``, where TensorFlow was imported) into
     ``error: <message>`` and exit status 1."""
     from absl import app
 
@@ -281,7 +220,11 @@ def command_line(define_flags, run, errors=(ValueError, FileNotFoundError)):
         del argv
         try:
             run()
-        except tuple(errors) + runtime.WRITER_ERRORS as error:
+        except Exception as error:
+            tf = sys.modules.get("tensorflow")
+            data_loss = tf is not None and isinstance(error, tf.errors.DataLossError)
+            if not (data_loss or isinstance(error, tuple(errors) + runtime.WRITER_ERRORS)):
+                raise
             sys.exit(f"error: {error}")
 
     define_flags()
@@ -301,8 +244,8 @@ def check_run_flags(fv, has_training_data, training_flags="--train_files"):
     Raises:
         ValueError: ``--output_dir`` or the training data is missing (the message names the
             flag: ``training_flags``).
-        tf_lamb.callbacks.SummariesNotAvailableError: TensorBoard (or TensorFlow) is not
-            installed.
+        tf_lamb.callbacks.SummariesNotAvailableError: nothing that writes TensorBoard
+            summaries is installed.
     """
     if not fv.output_dir:
         raise ValueError("--output_dir is required.")
@@ -334,7 +277,7 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
         train_steps: int, the optimizer step to stop at.
         summarize: as :func:`run_steps` takes it.
         eval_dataset: optional ``make_dataset(batch_size, num_shards, shard_index)`` of the
-            held-out data (:class:`Evaluator`).
+            held-out data (:class:`recipes.common.tf_driver.Evaluator`).
         run_config: dict of values ``config.json`` records beside the configuration's fields.
         explain_data_error: as :func:`run_steps` takes it.
         on_fresh_start: optional ``f(model)`` called when no checkpoint was restored (e.g. to
@@ -352,50 +295,18 @@ def train(fv, strategy, policy, *, config, summary, build_model, build_optimizer
             range, or :func:`run_steps` names a bad input file.
     """
     if strategy is None:
-        from . import jax_driver
+        from . import jax_driver as backend_driver
 
-        return jax_driver.train(
-            fv, policy, config=config, summary=summary, build_model=build_model,
-            build_optimizer=build_optimizer, task=task, train_dataset=train_dataset,
-            train_steps=train_steps, summarize=summarize, eval_dataset=eval_dataset,
-            run_config=run_config, explain_data_error=explain_data_error,
-            on_fresh_start=on_fresh_start, layout_map=layout_map, log=log)
-    if fv.model_parallel > 1:
-        raise ValueError("--model_parallel runs on the JAX backend (KERAS_BACKEND=jax); "
-                         "TensorFlow's strategies here are data parallel.")
-    plan = batching.plan_batch(
-        config.global_batch_size, strategy.num_replicas_in_sync, fv.max_per_replica_batch_size
-    )
-    log(f"{distribute.strategy_name(strategy)}: {plan.describe()}")
-    log(f"{summary}, {policy}, {'XLA' if fv.jit_compile else 'graph'} passes")
-    tf.io.gfile.makedirs(fv.output_dir)
+        run = functools.partial(backend_driver.train, fv, policy)
+    else:
+        from . import tf_driver as backend_driver
 
-    keras.utils.set_random_seed(fv.seed)
-    with strategy.scope():
-        model = build_model()
-        optimizer = build_optimizer(model.trainable_variables)
-        optimizer.build(model.trainable_variables)
-    feed = training.DataFeed(strategy, train_dataset, plan.per_replica_batch_size,
-                             save_iterator=fv.resume_data == "iterator")
-    checkpointer, resumed = open_checkpoints(
-        strategy, fv, log, model=model, optimizer=optimizer, **feed.trackable(fv.output_dir)
-    )
-    if checkpointer.is_chief:
-        write_run_config(fv, config, plan, distribute.strategy_name(strategy), policy,
-                         run_config)
-    if not resumed and on_fresh_start:
-        on_fresh_start(model)
-    evaluate = None
-    if eval_dataset:
-        evaluate = Evaluator(strategy, model, task, eval_dataset, plan.per_replica_batch_size)
-    return run_steps(
-        fv,
-        runner=training.StepRunner(strategy, model, optimizer, task, plan,
-                                   jit_compile=fv.jit_compile),
-        feed=feed, checkpointer=checkpointer, train_steps=train_steps, summarize=summarize,
-        evaluate=evaluate, explain_data_error=explain_data_error,
-        trust_ratios=optimizers.adapts_layers(config.optimizer), log=log,
-    )
+        run = functools.partial(backend_driver.train, fv, strategy, policy)
+    return run(config=config, summary=summary, build_model=build_model,
+               build_optimizer=build_optimizer, task=task, train_dataset=train_dataset,
+               train_steps=train_steps, summarize=summarize, eval_dataset=eval_dataset,
+               run_config=run_config, explain_data_error=explain_data_error,
+               on_fresh_start=on_fresh_start, layout_map=layout_map, log=log)
 
 
 def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluate=None,
@@ -415,10 +326,11 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
         summarize: ``f(sums) -> dict``: the metric sums of the steps since the last log (or of
             one evaluation) to the values logged (e.g. accuracy); the first two are shown on
             the progress bar.
-        evaluate: optional ``f() -> dict`` of held-out metric sums (an :class:`Evaluator`).
+        evaluate: optional ``f() -> dict`` of held-out metric sums (a
+            :class:`recipes.common.tf_driver.Evaluator`).
         explain_data_error: optional ``f(error) -> str or None``: a message naming the bad
-            file behind a ``DataLossError`` or ``InvalidArgumentError`` met while training or
-            evaluating (None: not an input problem; the error is raised as it is).
+            file behind an error met while training or evaluating (e.g. TensorFlow's
+            ``DataLossError``; None: not an input problem, the error is raised as it is).
         trust_ratios: bool, record the layer-wise optimizer's trust ratios to TensorBoard
             (``tf_lamb.callbacks.TrustRatioMonitor``) at each log.
         log: print-like, for the evaluation lines.
@@ -487,16 +399,18 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
         if step > 0 and not checkpointer.saved(step) and not (failed and checkpointer.hosts > 1):
             checkpointer.save(step)
         logger.close()
+        if monitor:
+            monitor.on_train_end()
     return {"step": step, "train": last_train, "eval": last_eval}
 
 
 @contextlib.contextmanager
 def _input_errors(explain):
-    """Turns a read or decode error that ``explain`` traces to an input file into a
-    ``ValueError`` naming it."""
+    """Turns an error that ``explain`` traces to an input file (e.g. TensorFlow's
+    ``DataLossError`` from a corrupt record) into a ``ValueError`` naming it."""
     try:
         yield
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
+    except Exception as error:
         message = explain(error) if explain else None
         if message is None:
             raise

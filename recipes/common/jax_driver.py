@@ -10,27 +10,29 @@ checkpoints, resumption after a kill); what differs is below the step.
   the large kernels along its model axis by the recipe's layout (BERT's:
   :mod:`recipes.bert.layout`); the batch is split along the batch axis only.
 - The step: :class:`~recipes.common.jax_training.JaxStepRunner`, one compiled function.
-- The data: the recipe's input pipeline runs on the host (tf.data where TensorFlow is
-  installed) and each pass's batch is split across the devices; a resumed run skips what the
-  finished steps consumed (``--resume_data=skip`` whatever the flag says: a JAX feed has no
-  iterator to save).
+- The data: the recipe's input pipeline runs on the host and each pass's batch is split
+  across the devices: tf.data from TFRecords where TensorFlow is installed, or grain from
+  NumPy shards (:mod:`recipes.common.array_shards`) with no TensorFlow at all. A resumed run
+  starts after what the finished steps consumed (``--resume_data=skip`` whatever the flag
+  says: a JAX feed has no iterator to save; grain goes straight to the batch, tf.data reads
+  its way there).
 - Checkpoints: orbax-checkpoint (:mod:`recipes.common.jax_checkpointing`).
 - Several hosts: ``--strategy=multi_worker`` joins them through ``jax.distributed``
   (:func:`set_up`); each reads its own share of the files, host 0 writes the logs.
 """
 
+import importlib.util
 
 import jax
 import keras
 import numpy as np
 from absl import logging
-from etils import epath
 from jax.experimental import multihost_utils
 
-from . import batching, jax_checkpointing, jax_training, optimizers
+from . import batching, driver, jax_checkpointing, jax_training, optimizers, runtime
 
 
-def set_up(fv):
+def set_up(fv, tf_data=True):
     """The JAX side of :func:`recipes.common.driver.make_strategy`: splits the CPU into
     ``--cpu_replicas`` devices (before JAX first lists its devices) and sets the dtype policy
     ``--precision`` asks for ('auto': mixed_bfloat16 on a TPU, float32 elsewhere).
@@ -42,17 +44,30 @@ def set_up(fv):
     and its own ``KERAS_DISTRIBUTION_PROCESS_ID``. CPU devices of several processes reduce
     through gloo.
 
+    Where TensorFlow is installed it is kept off the GPUs (tf.data reads TFRecords on the
+    host, and Keras seeds TensorFlow too); a run from NumPy shards needs none.
+
+    Raises:
+        ValueError: ``tf_data`` and TensorFlow is not installed (the message says what to
+            install).
+
     Returns:
         The policy's name.
     """
     # orbax logs every file of every save at INFO, which absl prints by default.
     logging.set_verbosity(logging.WARNING)
-    try:  # tf.data reads the input on the host; the accelerators are JAX's alone.
-        import tensorflow as tf
-
+    # The accelerators are JAX's. Keras imports TensorFlow wherever it is installed, to seed
+    # it (keras.utils.set_random_seed); its runtime must not take the GPUs' memory.
+    if tf_data or importlib.util.find_spec("tensorflow") is not None:
+        try:
+            import tensorflow as tf
+        except ImportError as error:
+            raise ValueError(
+                "The input files are read with tf.data, which needs TensorFlow "
+                f"({error}): pip install tensorflow-cpu. BERT also reads NumPy shards without "
+                "it (tf-lamb-bert-data --output_format=npy)."
+            ) from error
         tf.config.set_visible_devices([], "GPU")
-    except ImportError:
-        pass
     if fv.cpu_replicas:
         jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
     if fv.strategy == "multi_worker":
@@ -114,7 +129,7 @@ class DatasetFeed:
 
 class DatasetEvaluator:
     """Sums a task's metrics over one pass of held-out data, each batch split across the
-    devices (the JAX counterpart of :class:`recipes.common.driver.Evaluator`, same
+    devices (the JAX counterpart of :class:`recipes.common.tf_driver.Evaluator`, same
     arguments less the strategy)."""
 
     def __init__(self, model, task, make_dataset, batch_size, flag="--eval_files"):
@@ -161,8 +176,6 @@ def train(fv, policy, *, config, summary, build_model, build_optimizer, task, tr
             ``layout_map``, an optimizer setting is out of its range, or a bad input file
             (named).
     """
-    from . import driver  # run_steps; it imports TensorFlow (tf.summary, tf.data errors)
-
     devices = jax.devices()[:1] if fv.strategy == "one_device" else jax.devices()
     distribution, mesh_shape = jax_training.make_distribution(devices, fv.model_parallel,
                                                                  layout_map)
@@ -176,7 +189,7 @@ def train(fv, policy, *, config, summary, build_model, build_optimizer, task, tr
     log(f"JAX {layout}, {len(devices)} {devices[0].platform} device(s){mesh}: "
         f"{plan.describe()}")
     log(f"{summary}, {policy}, XLA steps")
-    epath.Path(fv.output_dir).mkdir(parents=True, exist_ok=True)
+    runtime.make_dirs(fv.output_dir)
 
     keras.utils.set_random_seed(fv.seed)
     model = build_model()

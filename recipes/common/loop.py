@@ -126,7 +126,7 @@ def array_feed(x, y, global_batch_size, steps_per_epoch, seed):
 def make_evaluate(model, batch_size=10000):
     """Returns ``evaluate(x, y) -> (accuracy, loss)`` for a logits ``model``: the recipes'
     held-out evaluation over arrays in memory, with :func:`classification_task` (on
-    TensorFlow :class:`recipes.common.driver.Evaluator` on the default strategy; on JAX
+    TensorFlow :class:`recipes.common.tf_driver.Evaluator` on the default strategy; on JAX
     :func:`recipes.common.jax_training.make_evaluate`).
 
     Build it once per model and call it every epoch: its forward pass is compiled once and
@@ -154,10 +154,10 @@ def make_evaluate(model, batch_size=10000):
         return evaluate
     import tensorflow as tf
 
-    from . import driver
+    from . import tf_driver
 
     arrays = {}
-    evaluator = driver.Evaluator(
+    evaluator = tf_driver.Evaluator(
         tf.distribute.get_strategy(), model, classification_task,
         lambda batch, *_: tf.data.Dataset.from_tensor_slices((arrays["x"], arrays["y"]))
         .batch(batch), batch_size)

@@ -1,6 +1,8 @@
-"""Process set-up shared by the recipes: seeding, and checking up front that what a recipe
-writes its results with is installed."""
+"""Process set-up shared by the recipes: seeding, checking up front that what a recipe writes
+its results with is installed, and its files: local ones with or without TensorFlow, ``gs://``
+ones through TensorFlow's file systems (or, without it, ``etils.epath``'s, which need gcsfs)."""
 
+import glob
 import sys
 
 import keras
@@ -9,7 +11,8 @@ from tf_lamb.callbacks import SummariesNotAvailableError, check_summaries
 
 #: How to install what the recipes write with (the ``recipes`` extra brings TensorBoard and
 #: matplotlib).
-RECIPES_INSTALL = "`pip install tf-lamb[recipes]` (or `pip install tensorboard matplotlib`)"
+RECIPES_INSTALL = ("`pip install tf-lamb[recipes]` (or `pip install tensorboard matplotlib`); "
+                   "on JAX without TensorFlow, `pip install tf-lamb[recipes,jax]`")
 
 
 class WriterNotInstalledError(ImportError):
@@ -22,12 +25,12 @@ def check_writers(summaries=False, plots=False):
 
     Args:
         summaries: bool, the run writes TensorBoard summaries (``tf.summary``: TensorFlow and
-            TensorBoard; see :func:`tf_lamb.callbacks.check_summaries`).
+            TensorBoard, or tensorboardX; see :func:`tf_lamb.callbacks.check_summaries`).
         plots: bool, the run draws a plot (matplotlib).
 
     Raises:
-        tf_lamb.callbacks.SummariesNotAvailableError: ``summaries`` and TensorBoard (or
-            TensorFlow) is not installed.
+        tf_lamb.callbacks.SummariesNotAvailableError: ``summaries`` and neither TensorFlow
+            with TensorBoard nor tensorboardX is installed.
         WriterNotInstalledError: ``plots`` and matplotlib is not installed.
         Both are ``ImportError`` subclasses whose message says what to install.
     """
@@ -80,3 +83,76 @@ def list_flags_in_help(flag_values=None):
         if "recipes" in module and module != sys.argv[0]:
             for flag in defined:
                 flag_values.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def _filesystem():
+    """``etils.epath`` where it is installed (the ``jax`` extra brings it; it reaches ``gs://``
+    through TensorFlow's or fsspec's file system), else ``tf.io.gfile``."""
+    try:
+        from etils import epath
+    except ImportError:
+        import tensorflow as tf
+
+        return None, tf.io.gfile
+    return epath, None
+
+
+def open_file(path, mode="r"):
+    """Opens a local or ``gs://`` file (text modes ``r``/``w``, or ``rb``/``wb``)."""
+    epath, gfile = _filesystem()
+    return gfile.GFile(path, mode) if epath is None else epath.Path(path).open(mode)
+
+
+def file_exists(path):
+    """Whether the local or ``gs://`` ``path`` exists."""
+    epath, gfile = _filesystem()
+    return gfile.exists(path) if epath is None else epath.Path(path).exists()
+
+
+def make_dirs(path):
+    """Creates the local or ``gs://`` folder ``path`` and its parents, if missing."""
+    epath, gfile = _filesystem()
+    if epath is None:
+        gfile.makedirs(path)
+    else:
+        epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def shard_paths(output_prefix, num_shards, count, suffix=""):
+    """The files a sharded writer writes ``count`` records to:
+    ``{output_prefix}-{i:05d}-of-{n:05d}{suffix}``, ``n`` being ``num_shards`` capped at
+    ``count`` (at least one file; the TPU ImageNet reference's names when ``suffix`` is empty).
+
+    Raises:
+        ValueError: ``num_shards`` < 1.
+    """
+    if num_shards < 1:
+        raise ValueError(f"Argument `num_shards` must be >= 1. Received: {num_shards}")
+    num_shards = max(1, min(num_shards, count))
+    return [f"{output_prefix}-{i:05d}-of-{num_shards:05d}{suffix}" for i in range(num_shards)]
+
+
+def list_files(pattern, flag="--train_files"):
+    """The sorted files matching the comma-separated glob(s) ``pattern``: through
+    ``tf.io.gfile.glob`` where TensorFlow is imported (the TensorFlow backend, tf.data input)
+    and for ``gs://`` paths, through Python's ``glob`` otherwise (a JAX run from NumPy
+    shards).
+
+    Raises:
+        FileNotFoundError: nothing matches (the message names the flag and the pattern).
+    """
+    files = set()
+    for part in filter(None, pattern.split(",")):
+        if "://" in part or "tensorflow" in sys.modules:
+            try:
+                import tensorflow as tf
+            except ImportError as error:
+                raise FileNotFoundError(f"{flag}: {part}: globs of URLs go through "
+                                        f"tf.io.gfile, and TensorFlow is not installed ({error}); "
+                                        "give local or mounted paths.") from error
+            files.update(tf.io.gfile.glob(part))
+        else:
+            files.update(glob.glob(part))
+    if not files:
+        raise FileNotFoundError(f"{flag}: no file matches {pattern!r}")
+    return sorted(files)

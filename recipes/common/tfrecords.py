@@ -1,21 +1,11 @@
-"""TFRecord files the recipes read and write: globbing flags, sharded atomic writes, and
-finding the file behind a read error."""
+"""TFRecord files the recipes read and write: sharded atomic writes, and finding the file
+behind a read error (the flags' globs: :func:`recipes.common.runtime.list_files`)."""
 
 import os
 
 import tensorflow as tf
 
-
-def list_files(pattern, flag="--train_files"):
-    """The sorted files matching the comma-separated glob(s) ``pattern``.
-
-    Raises:
-        FileNotFoundError: nothing matches (the message names the flag and the pattern).
-    """
-    files = sorted({f for p in pattern.split(",") if p for f in tf.io.gfile.glob(p)})
-    if not files:
-        raise FileNotFoundError(f"{flag}: no file matches {pattern!r}")
-    return files
+from . import runtime
 
 
 def read(files, training=True, num_shards=1, shard_index=0, seed=0, cycle_length=8):
@@ -72,11 +62,14 @@ def write_shards(records, output_prefix, num_shards, suffix=""):
         suffix: str, e.g. ``".tfrecord"``.
 
     Returns:
-        The list of shard paths written.
+        The list of shard paths written (:func:`recipes.common.runtime.shard_paths`).
+
+    Raises:
+        ValueError: ``num_shards`` < 1.
     """
-    num_shards = max(1, min(num_shards, len(records)))
+    paths = runtime.shard_paths(output_prefix, num_shards, len(records), suffix)
+    num_shards = len(paths)
     tf.io.gfile.makedirs(os.path.dirname(output_prefix) or ".")
-    paths = [f"{output_prefix}-{i:05d}-of-{num_shards:05d}{suffix}" for i in range(num_shards)]
     writers = [tf.io.TFRecordWriter(path + ".tmp") for path in paths]
     try:
         for i, record in enumerate(records):
@@ -122,7 +115,8 @@ def bad_file_explainer(file_sets, check=None):
     """
 
     def explain(error):
-        del error  # the files are read again to find the one behind it
+        if not isinstance(error, (tf.errors.DataLossError, tf.errors.InvalidArgumentError)):
+            return None  # not a read or decode error; otherwise the files are read again
         for flag, files in file_sets.items():
             path, message = find_bad_file(files, check.get(flag) if isinstance(check, dict) else check)
             if path:

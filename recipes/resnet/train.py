@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
-from ..common import driver, optimizers, tfrecords  # noqa: E402
+from ..common import driver, optimizers, runtime, tfrecords  # noqa: E402
 from . import configs, input_pipeline, model as model_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -151,8 +151,8 @@ def run(fv=FLAGS, log=print):
             before anything is read or written).
     """
     driver.check_run_flags(fv, fv.train_files or fv.tfds_name, "--train_files (or --tfds_name)")
-    train_files = tfrecords.list_files(fv.train_files) if fv.train_files else []
-    eval_files = tfrecords.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
+    train_files = runtime.list_files(fv.train_files) if fv.train_files else []
+    eval_files = runtime.list_files(fv.eval_files, "--eval_files") if fv.eval_files else []
     metadata = read_metadata(train_files)
     if fv.tfds_name:
         metadata["label_offset"] = 0

@@ -28,13 +28,14 @@ def free_ports(n):
     return ports
 
 
-def make_records(tutorial_dir, output_dir):
+def make_records(tutorial_dir, output_dir, *args):
     """Writes pre-training records of length 128 and 512 (vocabulary 1,000, two training
-    shards, 15% of the documents held out) made from the documents in ``tutorial_dir``."""
+    shards, 15% of the documents held out) made from the documents in ``tutorial_dir``;
+    ``args`` are further flags (e.g. ``--output_format=npy``)."""
     fv = flags.FlagValues()
     create_pretraining_data.define_flags(fv)
     fv(["prog", f"--input_dir={tutorial_dir}", f"--output_dir={output_dir}", "--vocab_size=1000",
-        "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15"])
+        "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15", *args])
     create_pretraining_data.create(fv, log=lambda *_: None)
     return output_dir
 
@@ -56,6 +57,35 @@ def environment(tf_config=None, backend="tensorflow"):
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     if tf_config:
         env["TF_CONFIG"] = json.dumps(tf_config)
+    return env
+
+
+#: A ``sitecustomize`` that hides packages from every import, as in an install without them
+#: (``import tensorflow`` fails, ``importlib.util.find_spec("tensorflow")`` is None).
+WITHOUT = """\
+import importlib.machinery
+
+_find_spec = importlib.machinery.PathFinder.find_spec.__func__
+
+
+def _find_spec_without(cls, name, path=None, target=None):
+    if name.split(".")[0] in {hidden!r}:
+        return None
+    return _find_spec(cls, name, path, target)
+
+
+importlib.machinery.PathFinder.find_spec = classmethod(_find_spec_without)
+"""
+
+
+def environment_without_tensorflow(directory, also=(), **kwargs):
+    """:func:`environment` (``kwargs``) in which TensorFlow, and the packages named in
+    ``also``, cannot be imported (a ``sitecustomize.py`` written to ``directory``)."""
+    directory.mkdir(exist_ok=True)
+    hidden = ("tensorflow", *also)
+    (directory / "sitecustomize.py").write_text(WITHOUT.format(hidden=hidden))
+    env = environment(**kwargs)
+    env["PYTHONPATH"] = str(directory) + os.pathsep + env["PYTHONPATH"]
     return env
 
 
@@ -126,6 +156,15 @@ def partition_specs(output_dir, item="weights"):
         while spec and spec[-1] is None:
             spec.pop()
     return [tuple(spec) for spec in specs]
+
+
+def event_tags(log_dir):
+    """The tags of the TensorBoard event files in ``log_dir``, read as TensorBoard reads them
+    (``tf.summary``'s and tensorboardX's alike)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return {value.tag for path in log_dir.glob("events.*")
+            for event in EventFileLoader(str(path)).Load() for value in event.summary.value}
 
 
 def history(output_dir):

@@ -70,3 +70,11 @@ def bert_data_dir(tutorial_dir, tmp_path_factory):
     """BERT pre-training records of length 128 and 512 made from the tutorial (see
     :func:`bert_runs.make_records`)."""
     return bert_runs.make_records(tutorial_dir, tmp_path_factory.mktemp("bert_data"))
+
+
+@pytest.fixture(scope="session")
+def bert_array_dir(tutorial_dir, bert_data_dir, tmp_path_factory):
+    """:func:`bert_data_dir`'s examples as NumPy shards (``--output_format=npy``, the same
+    vocabulary and seed, so the same examples)."""
+    return bert_runs.make_records(tutorial_dir, tmp_path_factory.mktemp("bert_arrays"),
+                                  "--output_format=npy", f"--vocab_file={bert_data_dir}/vocab.txt")

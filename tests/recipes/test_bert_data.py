@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import flags
 
 from recipes.bert import create_pretraining_data, input_pipeline, instances, records
-from recipes.common import corpus, tfrecords, tokenization
+from recipes.common import corpus, runtime, tokenization
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +304,7 @@ def test_reader_splits_files_across_hosts_without_repeating_an_example(tokenized
     with pytest.raises(ValueError, match="4 input files cannot be split across 8 hosts"):
         input_pipeline.make_dataset(paths, 128, 20, 6, 8, 0)
     with pytest.raises(FileNotFoundError, match="--train_files: no file matches"):
-        tfrecords.list_files(str(tmp_path / "nothing-*"))
+        runtime.list_files(str(tmp_path / "nothing-*"))
 
 
 # The program --------------------------------------------------------------------------------

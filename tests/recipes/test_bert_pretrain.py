@@ -174,6 +174,7 @@ def test_bad_inputs_stop_with_the_flag_or_file_named(bert_data_dir, tmp_path):
 WITHOUT_TENSORBOARD = """
 import runpy, sys
 sys.modules["tensorboard.summary.v2"] = None  # what tf.summary imports at each write
+sys.modules["tensorboardX"] = None  # the writer without TensorFlow
 sys.argv = sys.argv[1:]
 runpy.run_module("recipes.bert.pretrain", run_name="__main__")
 """
@@ -193,6 +194,7 @@ def test_without_tensorboard_the_run_stops_before_writing_anything(tmp_path, mon
     assert not output_dir.exists()
     # The same run() in this process.
     monkeypatch.setitem(sys.modules, "tensorboard.summary.v2", None)
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
     fv = flags.FlagValues()
     pretrain_lib.define_flags(fv)
     fv(argv[2:])

@@ -188,6 +188,7 @@ def test_a_resumed_run_log_drops_the_lines_after_its_checkpoint(tmp_path):
 def test_a_run_log_without_tensorboard_fails_before_opening_any_file(tmp_path, monkeypatch):
     # tensorflow-cpu without tensorboard: tf.summary would fail at the first scalar.
     monkeypatch.setitem(sys.modules, "tensorboard.summary.v2", None)
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(SummariesNotAvailableError, match="TensorBoard is not installed") as error:
         driver.RunLog(str(tmp_path), enabled=True)
     assert "pip install tf-lamb[recipes]" in str(error.value)

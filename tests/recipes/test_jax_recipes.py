@@ -19,7 +19,8 @@ import pytest
 
 from tests.docs_support import require
 
-from .bert_runs import (ROOT, assert_same_weights, command, environment, free_ports, history,
+from .bert_runs import (ROOT, assert_same_weights, command, environment,
+                        environment_without_tensorflow, event_tags, free_ports, history,
                         jax_values, partition_specs, pretrain)
 
 pytestmark = pytest.mark.slow
@@ -117,6 +118,53 @@ def test_bert_killed_on_2_devices_with_accumulation_resumes_exactly_and_starts_p
     assert f"--init_checkpoint={early}: that run stopped at step 2 of its 6" in proc.stderr
 
 
+def test_bert_from_numpy_shards_runs_without_tensorflow_and_resumes_exactly(tutorial_dir,
+                                                                            tmp_path):
+    # Where JAX is installed and TensorFlow is not: the shards written by tf-lamb-bert-data,
+    # read by grain, on 2 devices x 4 examples x 2 accumulation passes, dropout on, held-out
+    # evaluation at 3 and 6. Killed after step 5 and restarted, the run goes straight to its
+    # batch and ends where the uninterrupted one does.
+    env = environment_without_tensorflow(tmp_path / "no_tensorflow", backend="jax")
+    data = tmp_path / "data"
+    made = subprocess.run(
+        [sys.executable, "-m", "recipes.bert.create_pretraining_data", "--output_format=npy",
+         f"--input_dir={tutorial_dir}", f"--output_dir={data}", "--vocab_size=1000",
+         "--duplication_factor=1", "--num_shards=2", "--heldout_fraction=0.15",
+         "--max_seq_lengths=128", "--max_predictions_per_seq=20"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert sorted(p.name for p in (data / "seq128").glob("*.npy")) == [
+        "heldout-00000-of-00001.npy", "train-00000-of-00002.npy", "train-00001-of-00002.npy"]
+    args = ("--cpu_replicas=2", "--max_per_replica_batch_size=4", "--dropout_rate=0.1",
+            "--eval_every=3", f"--eval_files={data}/seq128/heldout-*")
+
+    def run(output_dir, *more):
+        return subprocess.run(command(data, output_dir, *args, *more), env=env,
+                              capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    done = run(whole)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 replica(s) x 4 per replica x 2 accumulation step(s)" in done.stdout
+    assert run(killed, "--kill_at_step=5").returncode == -9
+    done = run(killed)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resumed from {killed}/checkpoints/4" in done.stdout
+    assert [(r["step"], "loss" in r) for r in history(killed)] == [
+        (r["step"], "loss" in r) for r in history(whole)]
+    for item in ("weights", "model_state", "optimizer"):
+        assert_same_weights(jax_values(whole, item), jax_values(killed, item), atol=1e-6)
+    losses = [r["loss"] for r in history(whole) if "loss" in r]
+    assert len(losses) == 6 and all(7.0 < x < 8.0 for x in losses)  # about ln(1000) + ln 2
+    final = [r for r in history(whole) if "eval_loss" in r]
+    assert [r["step"] for r in final] == [3, 6]
+    resumed = [r for r in history(killed) if "eval_loss" in r][-1]
+    assert resumed["eval_loss"] == pytest.approx(final[-1]["eval_loss"], abs=1e-6)
+    # TensorBoard through tensorboardX: the losses and the trust ratios.
+    assert {"loss", "learning_rate", "trust_ratio", "trust_ratio/median"} <= event_tags(
+        whole / "train")
+
+
 def test_two_hosts_on_localhost_resume_after_sigkill_and_equal_one_device(bert_data_dir,
                                                                            tmp_path):
     # Two processes of 2 virtual devices each, joined by jax.distributed (gloo on the CPU).
@@ -167,10 +215,6 @@ def test_two_hosts_on_localhost_resume_after_sigkill_and_equal_one_device(bert_d
 
 def test_bert_in_bfloat16_keeps_float32_variables_and_records_trust_ratios(bert_data_dir,
                                                                           tmp_path):
-    import glob
-
-    from tensorboard.backend.event_processing import event_accumulator
-
     out = _bert(bert_data_dir, tmp_path, "--precision=mixed_bfloat16", "--train_steps=4",
                 "--log_every=2").stdout
     assert "BERT-tiny, seq 128, mixed_bfloat16, XLA steps" in out
@@ -181,13 +225,8 @@ def test_bert_in_bfloat16_keeps_float32_variables_and_records_trust_ratios(bert_
     assert {a.dtype.name for a in slots.values() if a.ndim} == {"float32"}
     losses = [r["loss"] for r in history(tmp_path)]
     assert len(losses) == 2 and all(7.0 < x < 8.0 for x in losses)  # about ln(1000) + ln 2
-    tags = set()
-    for path in glob.glob(str(tmp_path / "train" / "events.*")):
-        events = event_accumulator.EventAccumulator(path, size_guidance={"tensors": 0})
-        events.Reload()
-        tags |= set(events.Tags()["tensors"])
     assert {"loss", "learning_rate", "trust_ratio", "trust_ratio/median", "weight_norm",
-            "update_norm"} <= tags
+            "update_norm"} <= event_tags(tmp_path / "train")
 
 
 def _resnet(record_dir, output_dir, *args, backend="jax", check=True):
@@ -268,30 +307,16 @@ def test_mesh_flags_that_do_not_fit_stop_naming_the_flag(bert_data_dir, record_d
     assert "error: --model_parallel runs on the JAX backend (KERAS_BACKEND=jax)" in proc.stderr
 
 
-def test_the_gpu_benchmark_runs_on_jax_alone(bert_data_dir, tmp_path):
-    # benchmarks/bert_jax.py as on the GPU machine, where TensorFlow is not installed: the
-    # examples are read here into one NumPy file, then every process of the benchmark runs
-    # with TensorFlow made unimportable (sitecustomize), on 2 virtual devices.
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import bert_jax
-    finally:
-        sys.path.pop(0)
-    data = tmp_path / "bert.npz"
-    assert bert_jax.make_data(f"{bert_data_dir}/seq128/train-*", str(data)) > 300
-    blocker = tmp_path / "no_tensorflow"
-    blocker.mkdir()
-    (blocker / "sitecustomize.py").write_text(
-        "import sys\n"
-        "class NoTensorFlow:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'tensorflow':\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)')\n"
-        "sys.meta_path.insert(0, NoTensorFlow())\n")
-    env = dict(environment(backend="jax"), PYTHONPATH=str(blocker))
+def test_the_gpu_benchmark_runs_on_jax_alone(bert_array_dir, tmp_path):
+    # benchmarks/bert_jax.py as on the GPU machine, where neither TensorFlow nor grain is
+    # installed: every process of the benchmark runs with both made unimportable, on 2
+    # virtual devices, from the recipe's NumPy shards.
+    env = environment_without_tensorflow(tmp_path / "no_tensorflow", backend="jax",
+                                         also=("grain",))
     env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=2"
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "bert_jax.py"), f"--data={data}",
+        [sys.executable, os.path.join(ROOT, "benchmarks", "bert_jax.py"),
+         f"--train_files={bert_array_dir}/seq128/train-*", "--max_examples=300",
          "--model_size=tiny", "--per_device_batch=4", "--steps=2", "--warmup=1",
          f"--output={tmp_path / 'rows.json'}"],
         env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from recipes.common import optimizers, tfrecords
+from recipes.common import optimizers, runtime, tfrecords
 from recipes.resnet import configs, convert, input_pipeline, model as model_lib, records
 from recipes.resnet import train as train_lib
 from tf_lamb.callbacks import SummariesNotAvailableError
@@ -27,7 +27,7 @@ STD = np.array(input_pipeline.STDDEV_RGB) * 255.0
 
 
 def _records(path_glob):
-    files = tfrecords.list_files(str(path_glob))
+    files = runtime.list_files(str(path_glob))
     return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files)]
 
 
@@ -53,7 +53,7 @@ def test_fashion_records_hold_the_images_as_jpeg_with_one_based_labels(fashion, 
 
 
 def test_eval_pipeline_normalizes_the_decoded_image_and_shifts_labels(record_dir):
-    files = tfrecords.list_files(str(record_dir / "validation-*"))
+    files = runtime.list_files(str(record_dir / "validation-*"))
     examples = input_pipeline.read_records(files, training=False)
     dataset = input_pipeline.make_dataset(examples, 50, image_size=28, training=False,
                                           num_classes=10, crop_padding=0)
@@ -73,7 +73,7 @@ def test_eval_pipeline_normalizes_the_decoded_image_and_shifts_labels(record_dir
 
 
 def test_train_augmentation_is_seeded_varied_and_within_bounds(record_dir):
-    files = tfrecords.list_files(str(record_dir / "train-*"))
+    files = runtime.list_files(str(record_dir / "train-*"))
     jpeg, _ = next(iter(input_pipeline.read_records(files, training=False)))
     seed = tf.constant([7, 3])
     a = input_pipeline.preprocess_for_train(jpeg, 32, seed).numpy()
@@ -172,6 +172,7 @@ def test_imagenet_configs_step_under_each_optimizer(record_dir, tmp_path, config
 def test_without_tensorboard_the_run_stops_before_reading_or_writing(tmp_path, monkeypatch):
     # tensorflow-cpu without tensorboard: tf.summary would fail at the first scalar.
     monkeypatch.setitem(sys.modules, "tensorboard.summary.v2", None)
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
     output_dir = tmp_path / "run"
     fv = _flags("--config=fashion_lamb_2k", f"--train_files={tmp_path}/records/train-*",
                 f"--output_dir={output_dir}")
