@@ -23,6 +23,7 @@ The BERT miniature pins its vocabulary this way (``docs/bert_miniature/vocab.txt
 """
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +31,12 @@ import shutil
 from absl import flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# This program uses no Keras, but the recipes' shared modules import it, and Keras' default
+# backend is TensorFlow: where TensorFlow is not installed (a JAX machine writing NumPy
+# shards), name a backend that is, before Keras is imported.
+if "KERAS_BACKEND" not in os.environ and importlib.util.find_spec("tensorflow") is None:
+    os.environ["KERAS_BACKEND"] = next(
+        (name for name in ("jax", "torch") if importlib.util.find_spec(name)), "tensorflow")
 
 from ..common import corpus, driver, tokenization  # noqa: E402
 from ..common import array_shards  # noqa: E402

@@ -85,10 +85,9 @@ def check_shard(path, max_seq_length, max_predictions_per_seq, vocab_size, count
     expected = record_dtype(max_seq_length, max_predictions_per_seq)
     if shard.dtype != expected:
         lengths = {n: shard.dtype[n].shape for n in ("input_ids", "masked_lm_ids")
-                   if n in (shard.dtype.names or ())}
-        other_phase = record_dtype(lengths.get("input_ids", (0,))[0],
-                                   lengths.get("masked_lm_ids", (0,))[0])
-        if shard.dtype == other_phase:
+                   if n in (shard.dtype.names or ()) and len(shard.dtype[n].shape) == 1}
+        if len(lengths) == 2 and shard.dtype == record_dtype(lengths["input_ids"][0],
+                                                             lengths["masked_lm_ids"][0]):
             raise ValueError(
                 f"{flag}: {path}: its records hold input_ids {lengths['input_ids']} and "
                 f"masked_lm_ids {lengths['masked_lm_ids']}, not --max_seq_length="

@@ -223,12 +223,13 @@ def _array_input(fv, strategy, train_files, eval_files, shapes, vocab_size):
     files' order).
 
     Raises:
-        ValueError: a first file does not fit the flags.
+        ValueError: a file does not fit the flags (every file is checked: each host reads
+            its own).
     """
     del strategy  # JAX: none
     for flag, files in (("--train_files", train_files), ("--eval_files", eval_files)):
-        if files:
-            features.check_shard(files[0], *shapes, vocab_size, flag=flag)
+        for path in files:
+            features.check_shard(path, *shapes, vocab_size, flag=flag)
 
     def train_dataset(batch, shards, index, skip):
         return array_shards.make_batches(

@@ -51,6 +51,8 @@ def load(path, flag="--train_files"):
                          "a local or mounted file system (e.g. a bucket through gcsfuse).")
     try:
         shard = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise ValueError(f"{flag}: {path} does not exist.") from None
     except (ValueError, EOFError, OSError) as error:
         raise ValueError(f"{flag}: {path} is not a whole NumPy array file ({error}).") from None
     if shard.dtype.names is None or shard.ndim != 1:
@@ -122,11 +124,6 @@ class ShardSource:
             self.shards.append(shard)
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
 
-    @property
-    def dtype(self):
-        """The records' structured dtype."""
-        return self.shards[0].dtype
-
     def __len__(self):
         return int(self.offsets[-1])
 
@@ -153,7 +150,7 @@ def make_batches(files, batch_size, *, num_shards=1, shard_index=0, training=Tru
         batch_size: int, records per batch (this pipeline's share of one pass).
         num_shards, shard_index: the input pipelines (hosts) and this one's index.
         training: bool.
-        seed: int, the shuffle's seed.
+        seed: int, the shuffle's seed (any int; taken modulo 2**32).
         shuffle: bool; in training, False keeps the files' order (tests).
         drop_remainder: bool, drop a last partial batch; default ``training``.
         skip: int, records of this pipeline's order already consumed (a resumed run's
@@ -184,7 +181,7 @@ def make_batches(files, batch_size, *, num_shards=1, shard_index=0, training=Tru
     dataset = grain.MapDataset.source(source)
     if training:
         if shuffle:
-            dataset = dataset.shuffle(seed=seed)
+            dataset = dataset.shuffle(seed=seed % 2**32)  # grain's seeds: [0, 2**32)
         dataset = dataset.repeat(None)  # reseeds the shuffle each epoch
     elif num_shards > 1:
         dataset = dataset[shard_index::num_shards]

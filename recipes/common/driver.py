@@ -396,11 +396,14 @@ def run_steps(fv, *, runner, feed, checkpointer, train_steps, summarize, evaluat
         raise
     finally:
         bar.close()
-        if step > 0 and not checkpointer.saved(step) and not (failed and checkpointer.hosts > 1):
-            checkpointer.save(step)
-        logger.close()
-        if monitor:
-            monitor.on_train_end()
+        try:
+            if (step > 0 and not checkpointer.saved(step)
+                    and not (failed and checkpointer.hosts > 1)):
+                checkpointer.save(step)
+        finally:
+            logger.close()
+            if monitor:
+                monitor.on_train_end()
     return {"step": step, "train": last_train, "eval": last_eval}
 
 

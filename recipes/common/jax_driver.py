@@ -48,7 +48,7 @@ def set_up(fv, tf_data=True):
     host, and Keras seeds TensorFlow too); a run from NumPy shards needs none.
 
     Raises:
-        ValueError: ``tf_data`` and TensorFlow is not installed (the message says what to
+        ValueError: ``tf_data`` and TensorFlow does not import (the message says what to
             install).
 
     Returns:
@@ -62,12 +62,16 @@ def set_up(fv, tf_data=True):
         try:
             import tensorflow as tf
         except ImportError as error:
-            raise ValueError(
-                "The input files are read with tf.data, which needs TensorFlow "
-                f"({error}): pip install tensorflow-cpu. BERT also reads NumPy shards without "
-                "it (tf-lamb-bert-data --output_format=npy)."
-            ) from error
-        tf.config.set_visible_devices([], "GPU")
+            if tf_data:
+                raise ValueError(
+                    "The input files are read with tf.data, which needs TensorFlow "
+                    f"({error}): pip install tensorflow-cpu. BERT also reads NumPy shards "
+                    "without it (tf-lamb-bert-data --output_format=npy)."
+                ) from error
+            logging.warning("TensorFlow is installed but does not import (%s); this run "
+                            "reads NumPy shards and needs none.", error)
+        else:
+            tf.config.set_visible_devices([], "GPU")
     if fv.cpu_replicas:
         jax.config.update("jax_num_cpu_devices", fv.cpu_replicas)
     if fv.strategy == "multi_worker":

@@ -1,6 +1,7 @@
 """Process set-up shared by the recipes: seeding, checking up front that what a recipe writes
 its results with is installed, and its files: local ones with or without TensorFlow, ``gs://``
-ones through TensorFlow's file systems (or, without it, ``etils.epath``'s, which need gcsfs)."""
+ones through TensorFlow's file systems (or, without it, ``etils.epath``'s, which need gcsfs;
+globs of ``gs://`` paths need TensorFlow)."""
 
 import glob
 import sys
@@ -143,7 +144,7 @@ def list_files(pattern, flag="--train_files"):
     """
     files = set()
     for part in filter(None, pattern.split(",")):
-        if "://" in part or "tensorflow" in sys.modules:
+        if "://" in part or sys.modules.get("tensorflow") is not None:
             try:
                 import tensorflow as tf
             except ImportError as error:

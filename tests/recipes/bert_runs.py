@@ -86,6 +86,13 @@ def environment_without_tensorflow(directory, also=(), **kwargs):
     (directory / "sitecustomize.py").write_text(WITHOUT.format(hidden=hidden))
     env = environment(**kwargs)
     env["PYTHONPATH"] = str(directory) + os.pathsep + env["PYTHONPATH"]
+    # The hiding itself is checked, so that a test run in this environment cannot pass with
+    # TensorFlow imported after all.
+    check = ("import importlib.util, sys; names = sys.argv[1:]; "
+             "sys.exit(' '.join(n for n in names if importlib.util.find_spec(n)) or None)")
+    found = subprocess.run([sys.executable, "-c", check, *hidden], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0, f"still importable: {found.stderr}"
     return env
 
 

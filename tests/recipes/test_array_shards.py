@@ -70,6 +70,9 @@ def test_training_batches_shuffle_each_epoch_by_seed_and_resume_at_any_batch(tmp
         0, 4, 8, 12, 16, 20, 1, 5, 9, 13, 17, 21, 2, 6, 10, 14, 18, 22, 3, 7, 11, 15, 19, 23]
     with pytest.raises(ValueError, match="skip=4 is not a whole number of batches of 6"):
         array_shards.make_batches(paths, 6, skip=4)
+    # Any int seeds the order (grain takes [0, 2**32)): -1 is 2**32 - 1.
+    assert _ids(array_shards.make_batches(paths, 6, seed=-1), 4) == _ids(
+        array_shards.make_batches(paths, 6, seed=2**32 - 1), 4) != epochs[:4]
 
 
 @needs_grain
@@ -129,9 +132,11 @@ def test_files_that_are_not_shards_or_do_not_match_stop_naming_them(tmp_path):
     cut.write_bytes(open(paths[0], "rb").read()[:-10])
     empty_file = tmp_path / "empty_file.npy"
     empty_file.write_bytes(b"")
-    for bad in (cut, empty_file, tmp_path / "missing.npy"):
+    for bad in (cut, empty_file):
         with pytest.raises(ValueError, match=f"--eval_files: {bad} is not a whole NumPy array"):
             array_shards.ShardSource([str(bad)], "--eval_files")
+    with pytest.raises(ValueError, match=f"--eval_files: {tmp_path}/missing.npy does not exist"):
+        array_shards.ShardSource([str(tmp_path / "missing.npy")], "--eval_files")
     with pytest.raises(ValueError, match="must be on a local or mounted file system"):
         array_shards.load("gs://bucket/train-00000-of-00001.npy")
 
@@ -176,6 +181,25 @@ def test_bert_shards_that_do_not_fit_the_flags_stop_naming_file_and_flag(bert_ar
     other = array_shards.write_shards(wide, str(tmp_path / "wide"), 1)[0]
     with pytest.raises(ValueError, match="not a shard of BERT pre-training examples"):
         features.check_shard(other, 512, 80, 1000)
+    scalar = array_shards.write_shards(
+        np.zeros(2, [("input_ids", np.int32), ("masked_lm_ids", np.int32)]),
+        str(tmp_path / "scalar"), 1)[0]
+    with pytest.raises(ValueError, match="not a shard of BERT pre-training examples"):
+        features.check_shard(scalar, 512, 80, 1000)
+
+
+def test_every_shard_is_checked_as_each_host_reads_its_own(bert_array_dir):
+    # A glob that takes in another phase's file stops before training, naming that file,
+    # whichever host would read it.
+    from recipes.bert import pretrain
+
+    first = f"{bert_array_dir}/seq128/train-00000-of-00002.npy"
+    other = f"{bert_array_dir}/seq512/train-00001-of-00002.npy"
+    pretrain._array_input(None, None, [first], [first], (128, 20), 1000)
+    with pytest.raises(ValueError, match=f"--train_files: {other}: its records hold input_ids"):
+        pretrain._array_input(None, None, [first, other], [], (128, 20), 1000)
+    with pytest.raises(ValueError, match=f"--eval_files: {other}"):
+        pretrain._array_input(None, None, [first], [first, other], (128, 20), 1000)
 
 
 def test_tensorflow_refuses_numpy_shards_naming_the_backend(bert_array_dir, tmp_path):
