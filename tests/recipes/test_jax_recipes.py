@@ -126,8 +126,10 @@ def test_bert_from_numpy_shards_runs_without_tensorflow_and_resumes_exactly(tuto
     # batch and ends where the uninterrupted one does.
     env = environment_without_tensorflow(tmp_path / "no_tensorflow", backend="jax")
     data = tmp_path / "data"
-    # The data tool needs no KERAS_BACKEND: it names an installed backend itself.
+    # The data tool needs no KERAS_BACKEND: it names an installed backend itself (and no
+    # keras.json of this machine's names one for it).
     data_env = {k: v for k, v in env.items() if k != "KERAS_BACKEND"}
+    data_env["KERAS_HOME"] = str(tmp_path / "keras_home")
     made = subprocess.run(
         [sys.executable, "-m", "recipes.bert.create_pretraining_data", "--output_format=npy",
          f"--input_dir={tutorial_dir}", f"--output_dir={data}", "--vocab_size=1000",
