@@ -14,8 +14,9 @@ parallel (``keras.distribution.DataParallel``), through the recipes' compiled st
 optimizer settings (``bert_large_phase1_64k``'s LAMB, ``bert_large_adamw_baseline``'s AdamW;
 clipping, weight-decay exclusions and schedule shape included, the warmup shortened to
 ``--warmup`` steps). The first ``--max_examples`` examples of the shards are held in memory
-and cycled in order (read with NumPy alone; the recipe reads them with grain). Timed: ``--steps`` steps after ``--warmup`` steps (compilation included in those),
-from the first to the last result on the host. Memory: the device's peak bytes in use
+and cycled in order (read with NumPy alone; the recipe reads them with grain). Timed:
+``--steps`` steps after ``--warmup`` steps (compilation included in those), from the first to
+the last result on the host. Memory: the device's peak bytes in use
 (``memory_stats()``; not reported on a CPU). Prints a Markdown table and, with ``--output``,
 writes the rows as JSON.
 """

@@ -7,8 +7,9 @@ r"""Text -> WordPiece vocabulary -> sharded BERT pre-training examples, for each
 Writes ``{output_dir}/vocab.txt`` (built, or a copy of ``--vocab_file``), and per sequence
 length ``{output_dir}/seq{L}/{train,heldout}-*.tfrecord`` with ``metadata.json`` (counts and
 settings); with ``--output_format=npy`` the same examples as NumPy shards ``*.npy``
-(:mod:`recipes.common.array_shards`), written without TensorFlow, for the JAX backend. Held-out documents are whole documents set aside before any pair is made, so no
-held-out sentence is seen in training. The default input is the Python documentation from
+(:mod:`recipes.common.array_shards`), written without TensorFlow, for the JAX backend.
+Held-out documents are whole documents set aside before any pair is made, so no held-out
+sentence is seen in training. The default input is the Python documentation from
 Debian's ``python3.11-doc`` (recipes/README.md, "Data").
 
 Reproducibility: from the same text, seed and ``--vocab_file`` the records are the same bytes.

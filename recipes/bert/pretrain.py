@@ -191,6 +191,8 @@ def run(fv=FLAGS, log=print):
 def _record_input(fv, strategy, train_files, eval_files, shapes, vocab_size):
     """The TFRecord input (tf.data): ``(train_dataset, eval_dataset, explain_data_error)`` as
     :func:`recipes.common.driver.train` takes them, after checking each set's first file."""
+    import tensorflow as tf
+
     from ..common import tfrecords
     from . import input_pipeline, records
 
@@ -207,7 +209,7 @@ def _record_input(fv, strategy, train_files, eval_files, shapes, vocab_size):
     def eval_dataset(batch, shards, index):
         dataset = input_pipeline.make_dataset(
             eval_files, *shapes, batch, num_shards=shards, shard_index=index, training=False,
-            drop_remainder="TPU" in type(strategy).__name__,  # static shapes
+            drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy),  # static shapes
         )
         return dataset.take(fv.eval_batches) if fv.eval_batches else dataset
 

@@ -5,9 +5,9 @@ or hosts saves and restores in place. The data position follows from the step (t
 what the finished steps consumed, see :class:`recipes.common.jax_driver.DatasetFeed`).
 
 Paths may be local or URLs that orbax and ``etils.epath`` read (``gs://`` through
-TensorFlow's gfile or ``gcsfs``). A checkpoint is complete or absent: orbax writes each step into a temporary folder and renames
-it to ``<directory>/checkpoints/<step>`` only once every file is written, so a run killed while
-saving resumes from the previous one. Every host takes part in a save; each writes its own
+TensorFlow's gfile or ``gcsfs``). A checkpoint is complete or absent: orbax writes each step
+into a temporary folder and renames it to ``<directory>/checkpoints/<step>`` only once every
+file is written, so a run killed while saving resumes from the previous one. Every host takes part in a save; each writes its own
 shards.
 
 Nothing here imports TensorFlow.
