@@ -199,13 +199,14 @@ class _OutputBias(keras.layers.Layer):
 
 
 def build(config, seq_length=128, predictions=20):
-    """A :class:`BertPretrainer` with its variables created (by one call on zeros)."""
+    """A :class:`BertPretrainer` with its variables created, by one symbolic call (shapes
+    only: nothing is computed, so no step runs eagerly on variables laid out across devices
+    and hosts, where each eager op is a program of its own with collectives)."""
     model = BertPretrainer(config)
-    dummy = {
-        "input_ids": ops.zeros((1, seq_length), "int32"),
-        "input_mask": ops.ones((1, seq_length), "int32"),
-        "segment_ids": ops.zeros((1, seq_length), "int32"),
-        "masked_lm_positions": ops.zeros((1, predictions), "int32"),
-    }
-    model(dummy)
+    model({
+        "input_ids": keras.Input((seq_length,), batch_size=1, dtype="int32"),
+        "input_mask": keras.Input((seq_length,), batch_size=1, dtype="int32"),
+        "segment_ids": keras.Input((seq_length,), batch_size=1, dtype="int32"),
+        "masked_lm_positions": keras.Input((predictions,), batch_size=1, dtype="int32"),
+    })
     return model
